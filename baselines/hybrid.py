@@ -1,0 +1,85 @@
+"""Stall-free hybrid batching with chunked prefill, as in Sarathi-Serve.
+
+System modelled: Sarathi-Serve (Agrawal et al., OSDI 2024), whose scheduler builds every
+iteration under a token budget: all running decodes first (so they never stall), then chunked
+prefills of partially prefilled requests and then of new ones, FCFS, in the budget left.
+
+Rule, for a free GPU with budget ``tau = token_budget``::
+
+    batch = every decode-ready request on the GPU (at most tau of them, oldest first)
+    left = tau - |batch|
+    for r in waiting (partially prefilled first, then FCFS), while left > 0:
+        if r is new and the GPU has no free slot (max_batch_requests): stop
+        chunk = min(remaining_prompt(r), left); add (r, chunk); left -= chunk
+
+Parameters: ``token_budget`` (tau, tokens per iteration, <= gpus.max_batch_tokens).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from llm_serving_env.batch import Batch, Wait
+from llm_serving_env.config import ConfigError, SimConfig
+from llm_serving_env.scheduling import (
+    DecisionView,
+    Scheduler,
+    positive_int,
+    register_scheduler,
+)
+
+
+@dataclass(frozen=True)
+class HybridConfig:
+    """token_budget: most tokens (prefill chunks + decodes) in one iteration."""
+
+    token_budget: int = 512
+
+    def __post_init__(self) -> None:
+        positive_int("scheduler.token_budget", self.token_budget)
+
+
+def chunked_prefill(view: DecisionView, budget: int, slots: int) -> tuple[np.ndarray, np.ndarray]:
+    """Chunks for ``view.waiting`` in order, filling ``budget`` tokens.
+
+    Resident (partially prefilled) requests take no new slot; at most ``slots`` new requests
+    join. Returns (ids, tokens) int64 arrays; both empty if the budget is 0.
+    """
+    if budget <= 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    head = view.waiting[:budget]  # every chunk has >= 1 token
+    new = ~view.is_resident(head)
+    if new.any():
+        allowed = np.cumsum(new) <= max(slots, 0)
+        head = head[allowed]
+    need = view.remaining_prompt(head)
+    before = np.cumsum(need) - need  # tokens taken by earlier chunks
+    take = before < budget
+    head, need, before = head[take], need[take], before[take]
+    return head, np.minimum(need, budget - before)
+
+
+@register_scheduler("hybrid", "sarathi")
+class HybridScheduler(Scheduler):
+    """Sarathi-Serve stall-free batching (see the module docstring)."""
+
+    Config = HybridConfig
+
+    def __init__(self, config: HybridConfig, sim_config: SimConfig) -> None:
+        super().__init__(config, sim_config)
+        limit = sim_config.gpus.max_batch_tokens
+        if config.token_budget > limit:
+            raise ConfigError(
+                f"scheduler.token_budget = {config.token_budget}: must be <= "
+                f"gpus.max_batch_tokens ({limit})")
+
+    def schedule(self, view: DecisionView) -> Batch | Wait:
+        budget = self.config.token_budget
+        decodes = view.decoding[:budget]
+        ids, tokens = chunked_prefill(view, budget - decodes.size,
+                                      view.max_batch_requests - view.resident)
+        if decodes.size == 0 and ids.size == 0:
+            return Wait()
+        return Batch(prefill_ids=ids, prefill_tokens=tokens, decode_ids=decodes)

@@ -1,0 +1,30 @@
+"""llm-serving-env: a fast, validated, stochastic simulator of LLM query serving.
+
+Quick start::
+
+    import llm_serving_env as lse
+    cfg = lse.load_config("configs/default.yaml")
+    result = lse.simulate(cfg, policy="hybrid", seed=0)
+    print(result.summary())
+"""
+
+from llm_serving_env.batch import Batch, SchedulingError, Wait
+from llm_serving_env.config import ConfigError, SimConfig, load_config, save_config
+from llm_serving_env.engine import Simulator
+from llm_serving_env.metrics import RunResult
+from llm_serving_env.scheduling import (
+    DecisionView,
+    Scheduler,
+    available_schedulers,
+    make_scheduler,
+    register_scheduler,
+)
+from llm_serving_env.simulation import simulate
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Batch", "ConfigError", "DecisionView", "RunResult", "Scheduler", "SchedulingError",
+    "SimConfig", "Simulator", "Wait", "available_schedulers", "load_config", "make_scheduler",
+    "register_scheduler", "save_config", "simulate",
+]

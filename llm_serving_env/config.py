@@ -1,0 +1,1202 @@
+"""Typed, validated simulation configuration.
+
+Every block of the YAML schema is a frozen dataclass that validates itself in ``__post_init__``.
+Invalid input raises :class:`ConfigError` (a ``ValueError``) whose message names the dotted
+field path, the offending value and what is allowed, e.g.::
+
+    workload.arrival.rate_per_s = -1.0: must be a number > 0
+
+Units are in the field names: ``_ms`` milliseconds, ``_s`` seconds, ``_per_s`` per second,
+``_tokens`` tokens. Token counts are ints >= 1.
+
+YAML schema (optional keys shown with their defaults)::
+
+    num_requests: 20000                  # arrivals to simulate (int >= 1)
+    warmup_requests: 0                   # first arrivals excluded from statistics
+    workload:
+      arrival: {process: poisson, rate_per_s: 2.0}
+      prompt_tokens: {dist: fixed, value: 128}
+      output_tokens: {dist: geometric, mean: 16, max: 32}
+    service: {model: piecewise_linear, c_ms: 45.5, a_ms: 0.30, b0_tokens: 64,
+              noise: deterministic, cv: null}
+    gpus: {count: 1, router: central, max_batch_tokens: 2048, max_batch_requests: 128,
+           kv_capacity_tokens: null, kv_block_tokens: 16}
+    scheduler: {name: hybrid, token_budget: 512}
+    slo: null                            # or {ttft_ms: ..., tbt_ms: ...}
+
+Length distributions are a tagged union on the key ``dist`` (``fixed``, ``uniform``,
+``geometric``, ``mixture``, ``empirical``); arrival processes a tagged union on ``process``
+(``poisson``, ``deterministic``, ``gamma``). New kinds register in :data:`LENGTH_DISTRIBUTIONS`
+and :data:`ARRIVAL_PROCESSES`.
+
+Note on PyYAML: it reads ``1e-3`` (no dot in the mantissa) as a *string*; write ``1.0e-3``.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import difflib
+import math
+import numbers
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import yaml
+
+__all__ = [
+    "ARRIVAL_PROCESSES",
+    "CONFIGS_DIR",
+    "LENGTH_DISTRIBUTIONS",
+    "ArrivalProcess",
+    "ConfigError",
+    "DeterministicArrival",
+    "EmpiricalLength",
+    "FixedLength",
+    "FrozenDict",
+    "GammaArrival",
+    "GeometricLength",
+    "GpuConfig",
+    "LengthDistribution",
+    "MixtureComponent",
+    "MixtureLength",
+    "PoissonArrival",
+    "SchedulerConfig",
+    "ServiceConfig",
+    "SimConfig",
+    "SloConfig",
+    "UniformLength",
+    "WorkloadConfig",
+    "arrival_process_from_dict",
+    "available_presets",
+    "length_distribution_from_dict",
+    "load_config",
+    "parse_override",
+    "save_config",
+]
+
+#: Directory of named presets: ``configs/<name>.yaml`` (and ``configs/benchmarks/<name>.yaml``).
+CONFIGS_DIR: Path = Path(__file__).resolve().parents[1] / "configs"
+
+SERVICE_MODELS: tuple[str, ...] = ("piecewise_linear", "staircase")
+SERVICE_NOISES: tuple[str, ...] = ("deterministic", "exponential", "gamma")
+ROUTERS: tuple[str, ...] = ("central", "round_robin", "jsq")
+
+
+# --------------------------------------------------------------------------------------------
+# Errors and field validators
+# --------------------------------------------------------------------------------------------
+
+
+class _NoValue:
+    def __repr__(self) -> str:
+        return "<no value>"
+
+
+_NO_VALUE: Any = _NoValue()
+
+
+def _show(value: Any, limit: int = 80) -> str:
+    """Short repr of a config value for error messages."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _join(prefix: str, path: str) -> str:
+    if not prefix:
+        return path
+    if not path:
+        return prefix
+    return prefix + path if path.startswith("[") else f"{prefix}.{path}"
+
+
+class ConfigError(ValueError):
+    """An invalid configuration value.
+
+    Attributes:
+        reason: what is wrong / what is allowed, e.g. ``"must be a number > 0"``.
+        path: dotted path of the field, e.g. ``"workload.arrival.rate_per_s"`` ("" if none).
+        value: the offending value (absent for missing or unknown keys).
+        source: the file the config came from, if any.
+
+    ``str(err)`` is ``"[source: ]path = value: reason"``.
+    """
+
+    def __init__(
+        self, reason: str, path: str = "", value: Any = _NO_VALUE, source: str = ""
+    ) -> None:
+        self.reason = reason
+        self.path = path
+        self.value = value
+        self.source = source
+        head = path
+        if path and value is not _NO_VALUE:
+            head = f"{path} = {_show(value)}"
+        message = f"{head}: {reason}" if head else reason
+        if source:
+            message = f"{source}: {message}"
+        super().__init__(message)
+
+    def within(self, prefix: str) -> ConfigError:
+        """The same error with ``prefix`` prepended to its path."""
+        return ConfigError(self.reason, _join(prefix, self.path), self.value, self.source)
+
+
+def _fmt(x: float) -> str:
+    return f"{x:g}"
+
+
+def _bound_text(gt: float | None, ge: float | None) -> str:
+    if gt is not None:
+        return f" > {_fmt(gt)}"
+    if ge is not None:
+        return f" >= {_fmt(ge)}"
+    return ""
+
+
+def _string_hint(value: Any) -> str:
+    if isinstance(value, str):
+        try:
+            float(value)
+        except ValueError:
+            return " (got a string)"
+        return " (got a string; PyYAML reads e.g. '1e-3' as text, write 1.0e-3)"
+    return ""
+
+
+def _float(name: str, value: Any, *, gt: float | None = None, ge: float | None = None) -> float:
+    """Validate a real number (bool excluded, finite) and return it as ``float``."""
+    reason = "must be a number" + _bound_text(gt, ge)
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ConfigError(reason + _string_hint(value), name, value)
+    x = float(value)
+    if not math.isfinite(x) or (gt is not None and not x > gt) or (ge is not None and not x >= ge):
+        raise ConfigError(reason, name, value)
+    return x
+
+
+def _int(name: str, value: Any, *, ge: int | None = None, extra: str = "") -> int:
+    """Validate an integer (bool excluded; integral floats accepted) and return it as ``int``."""
+    reason = "must be an integer" + _bound_text(None, ge) + extra
+    if isinstance(value, bool):
+        raise ConfigError(reason, name, value)
+    integral_float = (
+        isinstance(value, numbers.Real) and math.isfinite(value) and float(value).is_integer()
+    )
+    if not (isinstance(value, numbers.Integral) or integral_float):
+        raise ConfigError(reason + _string_hint(value), name, value)
+    n = int(value)
+    if ge is not None and n < ge:
+        raise ConfigError(reason, name, value)
+    return n
+
+
+def _optional_int(name: str, value: Any, *, ge: int) -> int | None:
+    if value is None:
+        return None
+    try:
+        return _int(name, value, ge=ge)
+    except ConfigError as err:
+        raise ConfigError(f"must be null or an integer >= {ge}", name, value) from err
+
+
+def _did_you_mean(word: Any, allowed: Sequence[str]) -> str:
+    """`` (did you mean 'x'?)`` for the closest allowed word, or "" if none is close."""
+    if not isinstance(word, str) or not word:
+        return ""
+    close = difflib.get_close_matches(word, list(allowed), n=1)
+    if not close:  # difflib misses truncations such as 'rate' for 'rate_per_s'
+        close = [a for a in allowed if a.startswith(word) or word.startswith(a)][:1]
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _choice(name: str, value: Any, allowed: Sequence[str]) -> str:
+    if isinstance(value, str) and value in allowed:
+        return value
+    options = ", ".join(repr(a) for a in allowed)
+    raise ConfigError(f"must be one of {options}{_did_you_mean(value, allowed)}", name, value)
+
+
+def _mapping(path: str, value: Any, what: str = "a mapping") -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"must be {what}", path, value)
+    for key in value:
+        if not isinstance(key, str):
+            raise ConfigError("keys must be strings", _join(path, repr(key)))
+    return value
+
+
+def _check_keys(
+    path: str, d: Mapping[str, Any], allowed: Sequence[str], required: Sequence[str]
+) -> None:
+    """Reject unknown keys (with a did-you-mean hint) and report missing required keys."""
+    allowed_text = ", ".join(allowed)
+    for key in d:
+        if key not in allowed:
+            hint = _did_you_mean(key, allowed)
+            raise ConfigError(f"unknown key{hint}; allowed keys: {allowed_text}", _join(path, key))
+    for key in required:
+        if key not in d:
+            where = path or "config"
+            raise ConfigError(
+                f"missing required key {key!r} (required: {', '.join(required)}; "
+                f"allowed keys: {allowed_text})",
+                where,
+            )
+
+
+def _construct(cls: type, path: str, kwargs: Mapping[str, Any]) -> Any:
+    try:
+        return cls(**kwargs)
+    except ConfigError as err:
+        raise err.within(path) from None
+
+
+def _from_flat_dict(
+    cls: type,
+    d: Any,
+    path: str,
+    *,
+    tag: str | None = None,
+    renames: Mapping[str, str] | None = None,
+) -> Any:
+    """Build dataclass ``cls`` from a flat mapping whose keys are its field names.
+
+    ``renames`` maps a field name to a different YAML key; ``tag`` names a discriminator key
+    (e.g. ``dist``) that is allowed but not passed on.
+    """
+    d = _mapping(path, d)
+    renames = renames or {}
+    keys = {f.name: renames.get(f.name, f.name) for f in dataclasses.fields(cls) if f.init}
+    required = [
+        keys[f.name]
+        for f in dataclasses.fields(cls)
+        if f.init and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    ]
+    allowed = ([tag] if tag else []) + list(keys.values())
+    _check_keys(path, d, allowed, required)
+    kwargs = {name: d[key] for name, key in keys.items() if key in d}
+    return _construct(cls, path, kwargs)
+
+
+def _to_flat_dict(
+    obj: Any, *, tag: tuple[str, str] | None = None, renames: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    renames = renames or {}
+    out: dict[str, Any] = {}
+    if tag is not None:
+        out[tag[0]] = tag[1]
+    for f in dataclasses.fields(obj):
+        out[renames.get(f.name, f.name)] = getattr(obj, f.name)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Immutable mapping (picklable, unlike types.MappingProxyType)
+# --------------------------------------------------------------------------------------------
+
+
+class FrozenDict(Mapping[str, Any]):
+    """A read-only, picklable mapping. Compares equal to any mapping with the same items."""
+
+    __slots__ = ("_data",)
+
+    def __init__(self, data: Mapping[str, Any] | None = None) -> None:
+        object.__setattr__(self, "_data", dict(data or {}))
+
+    def __getitem__(self, key: str) -> Any:
+        return self._data[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError("FrozenDict is read-only")
+
+    def __repr__(self) -> str:
+        return f"FrozenDict({self._data!r})"
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Mapping):
+            return self._data == dict(other.items())
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(frozenset(self._data.items()))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (FrozenDict, (self._data,))
+
+    def to_dict(self) -> dict[str, Any]:
+        """A deep, mutable copy as a plain ``dict``."""
+        return copy.deepcopy(self._data)
+
+
+# --------------------------------------------------------------------------------------------
+# Length distributions (prompt_tokens / output_tokens)
+# --------------------------------------------------------------------------------------------
+
+
+class LengthDistribution(ABC):
+    """Distribution of a token count (int >= 1).
+
+    Subclasses are frozen dataclasses tagged by ``kind`` (the YAML ``dist`` value).
+    """
+
+    kind: ClassVar[str]
+
+    @abstractmethod
+    def mean(self) -> float:
+        """Exact expectation of one draw, in tokens."""
+
+    @abstractmethod
+    def max_value(self) -> int:
+        """Largest possible draw, in tokens."""
+
+    @abstractmethod
+    def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        """``n`` independent draws: int64 array of shape ``(n,)``, every entry >= 1."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Flat YAML form, e.g. ``{"dist": "fixed", "value": 128}``."""
+        return _to_flat_dict(self, tag=("dist", self.kind))
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], path: str = "") -> LengthDistribution:
+        """Build from the flat YAML form (the ``dist`` key is accepted and ignored)."""
+        return _from_flat_dict(cls, d, path, tag="dist")
+
+
+@dataclass(frozen=True)
+class FixedLength(LengthDistribution):
+    """Always ``value`` tokens."""
+
+    kind: ClassVar[str] = "fixed"
+    value: int
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "value", _int("value", self.value, ge=1))
+
+    def mean(self) -> float:
+        return float(self.value)
+
+    def max_value(self) -> int:
+        return self.value
+
+    def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        return np.full(n, self.value, dtype=np.int64)
+
+
+@dataclass(frozen=True)
+class UniformLength(LengthDistribution):
+    """Discrete uniform on the integers ``low, low + 1, ..., high`` (both ends inclusive)."""
+
+    kind: ClassVar[str] = "uniform"
+    low: int
+    high: int
+
+    def __post_init__(self) -> None:
+        low = _int("low", self.low, ge=1)
+        high = _int("high", self.high, ge=1)
+        if high < low:
+            raise ConfigError(f"must be an integer >= low (= {low})", "high", self.high)
+        object.__setattr__(self, "low", low)
+        object.__setattr__(self, "high", high)
+
+    def mean(self) -> float:
+        return (self.low + self.high) / 2.0
+
+    def max_value(self) -> int:
+        return self.high
+
+    def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        return rng.integers(self.low, self.high, size=n, dtype=np.int64, endpoint=True)
+
+
+@dataclass(frozen=True)
+class GeometricLength(LengthDistribution):
+    """Geometric on ``{1, 2, ...}`` with success probability ``p = 1 / uncapped_mean``, capped.
+
+    A draw is ``min(G, max)`` with ``G ~ Geometric(p)``. Because of the cap, the actual mean is
+    *below* ``uncapped_mean``: :meth:`mean` returns the exact capped expectation
+    ``E[min(G, max)] = (1 - (1 - p)^max) / p``.
+
+    In YAML the first field is called ``mean`` (``{dist: geometric, mean: 16, max: 32}``); in
+    Python it is ``uncapped_mean`` because ``mean()`` is the method every distribution has.
+    """
+
+    kind: ClassVar[str] = "geometric"
+    uncapped_mean: float
+    max: int
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "uncapped_mean", _float("mean", self.uncapped_mean, ge=1.0))
+        object.__setattr__(self, "max", _int("max", self.max, ge=1))
+
+    @property
+    def p(self) -> float:
+        """Success probability of the uncapped geometric, ``1 / uncapped_mean``."""
+        return 1.0 / self.uncapped_mean
+
+    def mean(self) -> float:
+        p = self.p
+        if p >= 1.0:
+            return 1.0
+        # (1 - (1-p)^max) / p, computed without cancellation for small p.
+        return -math.expm1(self.max * math.log1p(-p)) / p
+
+    def max_value(self) -> int:
+        return self.max
+
+    def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        draws = rng.geometric(self.p, size=n).astype(np.int64, copy=False)
+        return np.minimum(draws, self.max)
+
+    def to_dict(self) -> dict[str, Any]:
+        return _to_flat_dict(self, tag=("dist", self.kind), renames={"uncapped_mean": "mean"})
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], path: str = "") -> GeometricLength:
+        return _from_flat_dict(cls, d, path, tag="dist", renames={"uncapped_mean": "mean"})
+
+
+@dataclass(frozen=True)
+class MixtureComponent:
+    """One component of a :class:`MixtureLength`: a (relative) weight > 0 and a distribution."""
+
+    weight: float
+    dist: LengthDistribution
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "weight", _float("weight", self.weight, gt=0.0))
+        if not isinstance(self.dist, LengthDistribution):
+            raise ConfigError("must be a length distribution", "dist", self.dist)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Flat YAML form, e.g. ``{"weight": 0.5, "dist": "uniform", "low": 16, "high": 128}``."""
+        return {"weight": self.weight, **self.dist.to_dict()}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], path: str = "") -> MixtureComponent:
+        d = _mapping(path, d, "a mapping like {weight: 0.5, dist: fixed, value: 64}")
+        if "weight" not in d:
+            raise ConfigError("missing required key 'weight'", path or "component")
+        rest = {k: v for k, v in d.items() if k != "weight"}
+        dist = length_distribution_from_dict(rest, path)
+        return _construct(cls, path, {"weight": d["weight"], "dist": dist})
+
+
+@dataclass(frozen=True)
+class MixtureLength(LengthDistribution):
+    """Mixture: pick component ``i`` with probability ``weight_i / sum(weights)``, then draw.
+
+    Weights are relative (they need not sum to 1); they are stored as given and normalized in
+    :attr:`probabilities`. In YAML each component is flat::
+
+        {dist: mixture, components: [{weight: 0.7, dist: fixed, value: 64},
+                                     {weight: 0.3, dist: uniform, low: 512, high: 1024}]}
+    """
+
+    kind: ClassVar[str] = "mixture"
+    components: tuple[MixtureComponent, ...]
+
+    def __post_init__(self) -> None:
+        comps = self.components
+        if isinstance(comps, (str, bytes, Mapping)) or not isinstance(comps, Sequence):
+            raise ConfigError("must be a non-empty list of components", "components", comps)
+        comps = tuple(comps)
+        if not comps:
+            raise ConfigError("must be a non-empty list of components", "components", comps)
+        for i, comp in enumerate(comps):
+            if not isinstance(comp, MixtureComponent):
+                raise ConfigError("must be a MixtureComponent", f"components[{i}]", comp)
+        object.__setattr__(self, "components", comps)
+
+    @property
+    def probabilities(self) -> np.ndarray:
+        """Normalized component weights, float64 shape ``(len(components),)``, summing to 1."""
+        w = np.array([c.weight for c in self.components], dtype=np.float64)
+        return w / w.sum()
+
+    def mean(self) -> float:
+        means = np.array([c.dist.mean() for c in self.components])
+        return float(np.dot(self.probabilities, means))
+
+    def max_value(self) -> int:
+        return max(c.dist.max_value() for c in self.components)
+
+    def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        k = len(self.components)
+        which = rng.choice(k, size=n, p=self.probabilities)
+        out = np.empty(n, dtype=np.int64)
+        for i, comp in enumerate(self.components):  # loop over components, not draws
+            mask = which == i
+            count = int(np.count_nonzero(mask))
+            if count:
+                out[mask] = comp.dist.sample(rng, count)
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"dist": self.kind, "components": [c.to_dict() for c in self.components]}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], path: str = "") -> MixtureLength:
+        d = _mapping(path, d)
+        _check_keys(path, d, ["dist", "components"], ["components"])
+        raw = d["components"]
+        cpath = _join(path, "components")
+        if isinstance(raw, (str, bytes, Mapping)) or not isinstance(raw, Sequence) or not raw:
+            raise ConfigError("must be a non-empty list of components", cpath, raw)
+        comps = tuple(
+            MixtureComponent.from_dict(item, f"{cpath}[{i}]") for i, item in enumerate(raw)
+        )
+        return _construct(cls, path, {"components": comps})
+
+
+@dataclass(frozen=True)
+class EmpiricalLength(LengthDistribution):
+    """Draw one of ``values`` with probability proportional to ``weights``.
+
+    ``weights=None`` makes every listed value equally likely (so a list of observed lengths,
+    repeats included, is its own empirical distribution). Weights must be >= 0 with a
+    positive sum; they need not sum to 1.
+    """
+
+    kind: ClassVar[str] = "empirical"
+    values: tuple[int, ...]
+    weights: tuple[float, ...] | None = None
+
+    def __post_init__(self) -> None:
+        values = self.values
+        if (
+            isinstance(values, (str, bytes, Mapping))
+            or not isinstance(values, (Sequence, np.ndarray))
+            or len(values) == 0
+        ):
+            raise ConfigError("must be a non-empty list of integers >= 1", "values", values)
+        vals = tuple(_int(f"values[{i}]", v, ge=1) for i, v in enumerate(values))
+        object.__setattr__(self, "values", vals)
+        weights = self.weights
+        if weights is None:
+            return
+        if isinstance(weights, (str, bytes, Mapping)) or not isinstance(
+            weights, (Sequence, np.ndarray)
+        ):
+            raise ConfigError("must be null or a list of numbers >= 0", "weights", weights)
+        if len(weights) != len(vals):
+            raise ConfigError(
+                f"must have the same length as values ({len(vals)}), got {len(weights)}",
+                "weights",
+                weights,
+            )
+        ws = tuple(_float(f"weights[{i}]", w, ge=0.0) for i, w in enumerate(weights))
+        if not sum(ws) > 0:
+            raise ConfigError("must have a positive sum", "weights", weights)
+        object.__setattr__(self, "weights", ws)
+
+    @property
+    def probabilities(self) -> np.ndarray:
+        """Probability of each entry of ``values``, float64 shape ``(len(values),)``."""
+        if self.weights is None:
+            return np.full(len(self.values), 1.0 / len(self.values))
+        w = np.asarray(self.weights, dtype=np.float64)
+        return w / w.sum()
+
+    def mean(self) -> float:
+        return float(np.dot(self.probabilities, np.asarray(self.values, dtype=np.float64)))
+
+    def max_value(self) -> int:
+        if self.weights is None:
+            return max(self.values)
+        return max(v for v, w in zip(self.values, self.weights, strict=True) if w > 0)
+
+    def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        values = np.asarray(self.values, dtype=np.int64)
+        if self.weights is None:
+            return values[rng.integers(0, len(values), size=n)]
+        return rng.choice(values, size=n, p=self.probabilities)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "dist": self.kind,
+            "values": list(self.values),
+            "weights": None if self.weights is None else list(self.weights),
+        }
+
+
+#: ``dist`` name -> class. Register new length distributions here.
+LENGTH_DISTRIBUTIONS: dict[str, type[LengthDistribution]] = {
+    "fixed": FixedLength,
+    "uniform": UniformLength,
+    "geometric": GeometricLength,
+    "mixture": MixtureLength,
+    "empirical": EmpiricalLength,
+}
+
+
+def length_distribution_from_dict(d: Any, path: str = "") -> LengthDistribution:
+    """Build a length distribution from its YAML form, dispatching on the key ``dist``."""
+    kinds = sorted(LENGTH_DISTRIBUTIONS)
+    d = _mapping(path, d, f"a mapping with key 'dist' (one of {', '.join(kinds)})")
+    if "dist" not in d:
+        raise ConfigError(f"missing required key 'dist' (one of {', '.join(kinds)})", path)
+    kind = _prefixed_choice(path, "dist", d["dist"], kinds)
+    return LENGTH_DISTRIBUTIONS[kind].from_dict(d, path)
+
+
+def _prefixed_choice(path: str, key: str, value: Any, allowed: Sequence[str]) -> str:
+    try:
+        return _choice(key, value, allowed)
+    except ConfigError as err:
+        raise err.within(path) from None
+
+
+# --------------------------------------------------------------------------------------------
+# Arrival processes
+# --------------------------------------------------------------------------------------------
+
+
+class ArrivalProcess(ABC):
+    """A stationary arrival process with long-run rate ``rate_per_s`` (arrivals per second).
+
+    Subclasses are frozen dataclasses tagged by ``kind`` (the YAML ``process`` value).
+    """
+
+    kind: ClassVar[str]
+    rate_per_s: float
+
+    @abstractmethod
+    def sample_times(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        """First ``n`` arrival times in seconds: float64 ``(n,)``, nondecreasing,
+        ``times = cumsum(gaps)`` (the first arrival comes one gap after t = 0)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Flat YAML form, e.g. ``{"process": "poisson", "rate_per_s": 2.0}``."""
+        return _to_flat_dict(self, tag=("process", self.kind))
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], path: str = "") -> ArrivalProcess:
+        """Build from the flat YAML form (the ``process`` key is accepted and ignored)."""
+        return _from_flat_dict(cls, d, path, tag="process")
+
+
+@dataclass(frozen=True)
+class PoissonArrival(ArrivalProcess):
+    """Poisson process: i.i.d. exponential gaps with mean ``1 / rate_per_s`` seconds."""
+
+    kind: ClassVar[str] = "poisson"
+    rate_per_s: float
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "rate_per_s", _float("rate_per_s", self.rate_per_s, gt=0.0))
+
+    def sample_times(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        return np.cumsum(rng.exponential(1.0 / self.rate_per_s, size=n))
+
+
+@dataclass(frozen=True)
+class DeterministicArrival(ArrivalProcess):
+    """Evenly spaced arrivals: every gap is ``1 / rate_per_s``; arrival ``k`` (1-based) is at
+    ``k / rate_per_s`` seconds. Does not use the generator."""
+
+    kind: ClassVar[str] = "deterministic"
+    rate_per_s: float
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "rate_per_s", _float("rate_per_s", self.rate_per_s, gt=0.0))
+
+    def sample_times(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        # k * gap rather than a running sum: no accumulated round-off.
+        return np.arange(1, n + 1, dtype=np.float64) * (1.0 / self.rate_per_s)
+
+
+@dataclass(frozen=True)
+class GammaArrival(ArrivalProcess):
+    """Gamma renewal process: gaps ~ Gamma(shape = 1/cv^2, scale = cv^2 / rate_per_s), so the
+    mean gap is ``1 / rate_per_s`` and its coefficient of variation is ``cv`` (cv = 1 is
+    Poisson; cv > 1 burstier, cv < 1 more regular)."""
+
+    kind: ClassVar[str] = "gamma"
+    rate_per_s: float
+    cv: float
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "rate_per_s", _float("rate_per_s", self.rate_per_s, gt=0.0))
+        object.__setattr__(self, "cv", _float("cv", self.cv, gt=0.0))
+
+    def sample_times(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        cv2 = self.cv * self.cv
+        return np.cumsum(rng.gamma(1.0 / cv2, cv2 / self.rate_per_s, size=n))
+
+
+#: ``process`` name -> class. Register new arrival processes (trace replay, MMPP, ...) here.
+ARRIVAL_PROCESSES: dict[str, type[ArrivalProcess]] = {
+    "poisson": PoissonArrival,
+    "deterministic": DeterministicArrival,
+    "gamma": GammaArrival,
+}
+
+
+def arrival_process_from_dict(d: Any, path: str = "") -> ArrivalProcess:
+    """Build an arrival process from its YAML form, dispatching on the key ``process``."""
+    kinds = sorted(ARRIVAL_PROCESSES)
+    d = _mapping(path, d, f"a mapping with key 'process' (one of {', '.join(kinds)})")
+    if "process" not in d:
+        raise ConfigError(f"missing required key 'process' (one of {', '.join(kinds)})", path)
+    kind = _prefixed_choice(path, "process", d["process"], kinds)
+    return ARRIVAL_PROCESSES[kind].from_dict(d, path)
+
+
+# --------------------------------------------------------------------------------------------
+# Blocks
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WorkloadConfig:
+    """What arrives: arrival process, prompt lengths L_i and output budgets B_i (tokens)."""
+
+    arrival: ArrivalProcess
+    prompt_tokens: LengthDistribution
+    output_tokens: LengthDistribution
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.arrival, ArrivalProcess):
+            raise ConfigError("must be an arrival process", "arrival", self.arrival)
+        for name in ("prompt_tokens", "output_tokens"):
+            if not isinstance(getattr(self, name), LengthDistribution):
+                raise ConfigError("must be a length distribution", name, getattr(self, name))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "arrival": self.arrival.to_dict(),
+            "prompt_tokens": self.prompt_tokens.to_dict(),
+            "output_tokens": self.output_tokens.to_dict(),
+        }
+
+    @classmethod
+    def from_dict(cls, d: Any, path: str = "workload") -> WorkloadConfig:
+        d = _mapping(path, d)
+        keys = ["arrival", "prompt_tokens", "output_tokens"]
+        _check_keys(path, d, keys, keys)
+        return _construct(
+            cls,
+            path,
+            {
+                "arrival": arrival_process_from_dict(d["arrival"], _join(path, "arrival")),
+                "prompt_tokens": length_distribution_from_dict(
+                    d["prompt_tokens"], _join(path, "prompt_tokens")
+                ),
+                "output_tokens": length_distribution_from_dict(
+                    d["output_tokens"], _join(path, "output_tokens")
+                ),
+            },
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServiceConfig:
+    """Batch service time S(b) for token load b (see ``llm_serving_env.service``).
+
+    ``piecewise_linear``: S(b) = c + a * max(0, b - b0);  ``staircase``: S(b) = c + a*ceil(b/b0).
+    ``c_ms`` is the per-batch setup time (ms), ``a_ms`` the cost per token (ms/token) or per
+    step of ``b0_tokens`` (staircase). ``noise``: ``deterministic`` (S is the formula),
+    ``exponential`` (C, A exponential with means c, a) or ``gamma`` (C, A gamma with means c, a
+    and coefficient of variation ``cv``, required > 0 and only allowed for gamma).
+    """
+
+    model: str = "piecewise_linear"
+    c_ms: float
+    a_ms: float
+    b0_tokens: int
+    noise: str = "deterministic"
+    cv: float | None = None
+
+    def __post_init__(self) -> None:
+        model = _choice("model", self.model, SERVICE_MODELS)
+        object.__setattr__(self, "c_ms", _float("c_ms", self.c_ms, ge=0.0))
+        object.__setattr__(self, "a_ms", _float("a_ms", self.a_ms, ge=0.0))
+        min_b0 = 1 if model == "staircase" else 0
+        extra = f" for model {model!r}" if model == "staircase" else ""
+        object.__setattr__(
+            self, "b0_tokens", _int("b0_tokens", self.b0_tokens, ge=min_b0, extra=extra)
+        )
+        noise = _choice("noise", self.noise, SERVICE_NOISES)
+        if noise == "gamma":
+            if self.cv is None:
+                raise ConfigError("required (a number > 0) when noise is 'gamma'", "cv", None)
+            object.__setattr__(self, "cv", _float("cv", self.cv, gt=0.0))
+        elif self.cv is not None:
+            raise ConfigError(
+                f"must be null unless noise is 'gamma' (noise is {noise!r})", "cv", self.cv
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        return _to_flat_dict(self)
+
+    @classmethod
+    def from_dict(cls, d: Any, path: str = "service") -> ServiceConfig:
+        return _from_flat_dict(cls, d, path)
+
+
+@dataclass(frozen=True)
+class GpuConfig:
+    """The GPU workers.
+
+    ``count`` identical GPUs; ``router`` assigns requests to GPUs (``central``: one shared
+    queue; ``round_robin``; ``jsq``: join the shortest queue); ``max_batch_tokens`` (K) caps
+    the token load of one batch; ``max_batch_requests`` caps the requests resident on one GPU;
+    ``kv_capacity_tokens`` is the KV cache size per GPU in tokens (None = unlimited), allocated
+    in blocks of ``kv_block_tokens`` tokens.
+    """
+
+    count: int = 1
+    router: str = "central"
+    max_batch_tokens: int = 2048
+    max_batch_requests: int = 128
+    kv_capacity_tokens: int | None = None
+    kv_block_tokens: int = 16
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "count", _int("count", self.count, ge=1))
+        _choice("router", self.router, ROUTERS)
+        object.__setattr__(
+            self, "max_batch_tokens", _int("max_batch_tokens", self.max_batch_tokens, ge=1)
+        )
+        object.__setattr__(
+            self, "max_batch_requests", _int("max_batch_requests", self.max_batch_requests, ge=1)
+        )
+        object.__setattr__(
+            self,
+            "kv_capacity_tokens",
+            _optional_int("kv_capacity_tokens", self.kv_capacity_tokens, ge=1),
+        )
+        object.__setattr__(
+            self, "kv_block_tokens", _int("kv_block_tokens", self.kv_block_tokens, ge=1)
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return _to_flat_dict(self)
+
+    @classmethod
+    def from_dict(cls, d: Any, path: str = "gpus") -> GpuConfig:
+        return _from_flat_dict(cls, d, path)
+
+
+@dataclass(frozen=True)
+class SchedulerConfig:
+    """Which scheduler and its free parameters.
+
+    YAML ``{name: hybrid, token_budget: 512}`` is ``SchedulerConfig("hybrid",
+    {"token_budget": 512})``. Only ``name`` (a non-empty string) is checked here; the scheduler
+    registry validates the name and the parameters. ``params`` is stored as a read-only
+    :class:`FrozenDict` over a deep copy.
+    """
+
+    name: str
+    params: Mapping[str, Any] = field(default_factory=FrozenDict)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name.strip():
+            raise ConfigError("must be a non-empty string (a scheduler name)", "name", self.name)
+        params = self.params
+        if params is None:
+            params = {}
+        if not isinstance(params, Mapping):
+            raise ConfigError("must be a mapping of parameter name -> value", "params", params)
+        for key in params:
+            if not isinstance(key, str) or not key:
+                raise ConfigError("parameter names must be non-empty strings", "params", params)
+            if key == "name":
+                raise ConfigError("'name' cannot be a parameter name", "params", params)
+        object.__setattr__(self, "params", FrozenDict(copy.deepcopy(dict(params))))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Flat YAML form: ``{"name": ..., **params}``."""
+        return {"name": self.name, **copy.deepcopy(dict(self.params))}
+
+    @classmethod
+    def from_dict(cls, d: Any, path: str = "scheduler") -> SchedulerConfig:
+        d = _mapping(path, d, "a mapping like {name: hybrid, token_budget: 512}")
+        if "name" not in d:
+            raise ConfigError("missing required key 'name' (the scheduler's name)", path)
+        params = {k: v for k, v in d.items() if k != "name"}
+        return _construct(cls, path, {"name": d["name"], "params": params})
+
+
+def _default_scheduler() -> SchedulerConfig:
+    return SchedulerConfig("hybrid", {"token_budget": 512})
+
+
+@dataclass(frozen=True)
+class SloConfig:
+    """Service-level objectives: time to first token and time between tokens, both in ms."""
+
+    ttft_ms: float
+    tbt_ms: float
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "ttft_ms", _float("ttft_ms", self.ttft_ms, gt=0.0))
+        object.__setattr__(self, "tbt_ms", _float("tbt_ms", self.tbt_ms, gt=0.0))
+
+    def to_dict(self) -> dict[str, Any]:
+        return _to_flat_dict(self)
+
+    @classmethod
+    def from_dict(cls, d: Any, path: str = "slo") -> SloConfig:
+        return _from_flat_dict(cls, d, path)
+
+
+_TOP_KEYS: tuple[str, ...] = (
+    "num_requests",
+    "warmup_requests",
+    "workload",
+    "service",
+    "gpus",
+    "scheduler",
+    "slo",
+)
+_TOP_REQUIRED: tuple[str, ...] = ("num_requests", "workload", "service")
+
+
+@dataclass(frozen=True, kw_only=True)
+class SimConfig:
+    """A complete simulation configuration (keyword-only constructor).
+
+    ``num_requests`` arrivals are simulated; the first ``warmup_requests`` of them (by arrival
+    order) are excluded from statistics, ``0 <= warmup_requests < num_requests``.
+    """
+
+    num_requests: int
+    warmup_requests: int = 0
+    workload: WorkloadConfig
+    service: ServiceConfig
+    gpus: GpuConfig = field(default_factory=GpuConfig)
+    scheduler: SchedulerConfig = field(default_factory=_default_scheduler)
+    slo: SloConfig | None = None
+
+    def __post_init__(self) -> None:
+        n = _int("num_requests", self.num_requests, ge=1)
+        object.__setattr__(self, "num_requests", n)
+        w = _int(
+            "warmup_requests", self.warmup_requests, ge=0, extra=f" and < num_requests (= {n})"
+        )
+        if w >= n:
+            raise ConfigError(
+                f"must be an integer >= 0 and < num_requests (= {n})",
+                "warmup_requests",
+                self.warmup_requests,
+            )
+        object.__setattr__(self, "warmup_requests", w)
+        checks = (
+            ("workload", WorkloadConfig),
+            ("service", ServiceConfig),
+            ("gpus", GpuConfig),
+            ("scheduler", SchedulerConfig),
+        )
+        for name, cls in checks:
+            if not isinstance(getattr(self, name), cls):
+                raise ConfigError(f"must be a {cls.__name__}", name, getattr(self, name))
+        if self.slo is not None and not isinstance(self.slo, SloConfig):
+            raise ConfigError("must be null or a SloConfig", "slo", self.slo)
+
+    # -- dict / YAML form ------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain nested dict/list/int/float/str/None form; ``from_dict(to_dict(c)) == c``."""
+        return {
+            "num_requests": self.num_requests,
+            "warmup_requests": self.warmup_requests,
+            "workload": self.workload.to_dict(),
+            "service": self.service.to_dict(),
+            "gpus": self.gpus.to_dict(),
+            "scheduler": self.scheduler.to_dict(),
+            "slo": None if self.slo is None else self.slo.to_dict(),
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> SimConfig:
+        """Build and validate from the YAML form (see the module docstring)."""
+        d = _mapping("config", d)
+        _check_keys("", d, _TOP_KEYS, _TOP_REQUIRED)
+        kwargs: dict[str, Any] = {
+            "num_requests": d["num_requests"],
+            "workload": WorkloadConfig.from_dict(d["workload"], "workload"),
+            "service": ServiceConfig.from_dict(d["service"], "service"),
+        }
+        if d.get("warmup_requests") is not None:
+            kwargs["warmup_requests"] = d["warmup_requests"]
+        if d.get("gpus") is not None:
+            kwargs["gpus"] = GpuConfig.from_dict(d["gpus"], "gpus")
+        if d.get("scheduler") is not None:
+            kwargs["scheduler"] = SchedulerConfig.from_dict(d["scheduler"], "scheduler")
+        if d.get("slo") is not None:
+            kwargs["slo"] = SloConfig.from_dict(d["slo"], "slo")
+        return cls(**kwargs)
+
+    def replace(self, changes: Mapping[str, Any] | None = None, **kwargs: Any) -> SimConfig:
+        """A copy with some fields changed, fully revalidated.
+
+        Keys are dotted paths (``"workload.arrival.rate_per_s"``, ``"scheduler.token_budget"``,
+        ``"workload.prompt_tokens.components.0.weight"``) or top-level names (also usable as
+        keyword arguments). A value may be a whole block in YAML form, e.g.
+        ``{"workload.prompt_tokens": {"dist": "fixed", "value": 64}}``. Implemented as
+        ``to_dict`` -> set each path -> ``from_dict``. A path through a key that does not exist
+        is a :class:`ConfigError`, except new scheduler parameters and optional blocks that are
+        currently null (``slo``), which are created. To switch a distribution's or the
+        scheduler's kind, set the whole block (old keys would not fit the new kind).
+        """
+        d = self.to_dict()
+        items = list((changes or {}).items()) + list(kwargs.items())
+        for key, value in items:
+            _set_path(d, key, value)
+        return SimConfig.from_dict(d)
+
+
+#: Blocks whose sub-keys may be added by ``replace`` (scheduler parameters; optional blocks).
+_OPEN_BLOCKS: tuple[str, ...] = ("scheduler", "slo")
+
+
+def _set_path(d: dict[str, Any], dotted: Any, value: Any) -> None:
+    """Set ``d[a][b]...[z] = value`` for ``dotted = "a.b...z"`` (list indices as digits)."""
+    if not isinstance(dotted, str) or not dotted or any(p == "" for p in dotted.split(".")):
+        raise ConfigError(
+            "malformed key path (expected e.g. 'workload.arrival.rate_per_s')", str(dotted)
+        )
+    parts = dotted.split(".")
+    node: Any = d
+    created = False  # True once we descend into a block that was null and is now being built
+    for depth, part in enumerate(parts):
+        here = ".".join(parts[: depth + 1])
+        last = depth == len(parts) - 1
+        if isinstance(node, list):
+            if not part.isdigit() or int(part) >= len(node):
+                raise ConfigError(f"no such list index (valid: 0..{len(node) - 1})", here)
+            if last:
+                node[int(part)] = copy.deepcopy(value)
+                return
+            node = node[int(part)]
+            continue
+        if not isinstance(node, dict):
+            parent = ".".join(parts[:depth])
+            raise ConfigError("is not a mapping, so it has no sub-keys", parent, node)
+        may_add = created or (depth == 1 and parts[0] in _OPEN_BLOCKS)
+        if part not in node and not may_add:
+            allowed = sorted(node)
+            raise ConfigError(
+                f"no such key{_did_you_mean(part, allowed)}; allowed keys: {', '.join(allowed)}",
+                here,
+            )
+        if last:
+            node[part] = copy.deepcopy(value)
+            return
+        if node.get(part) is None:
+            node[part] = {}
+            created = True
+        node = node[part]
+
+
+# --------------------------------------------------------------------------------------------
+# Files, presets, overrides
+# --------------------------------------------------------------------------------------------
+
+
+def _preset_dirs() -> list[Path]:
+    return [CONFIGS_DIR, CONFIGS_DIR / "benchmarks"]
+
+
+def available_presets() -> list[str]:
+    """Names of the presets: stems of ``configs/*.yaml`` and ``configs/benchmarks/*.yaml``."""
+    names: set[str] = set()
+    for folder in _preset_dirs():
+        if folder.is_dir():
+            names.update(p.stem for p in folder.glob("*.yaml") if p.is_file())
+    return sorted(names)
+
+
+def _find_preset(name: str) -> Path | None:
+    for folder in _preset_dirs():
+        candidate = folder / f"{name}.yaml"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def load_config(source: str | os.PathLike[str] | Mapping[str, Any] | SimConfig) -> SimConfig:
+    """Load and validate a configuration.
+
+    Args:
+        source: a YAML file path; a preset name (``configs/<name>.yaml`` or
+            ``configs/benchmarks/<name>.yaml`` in the repository); a mapping in YAML form; or
+            a :class:`SimConfig` (returned as is).
+
+    Raises:
+        ConfigError: unknown file/preset (the message lists the presets), unreadable YAML, or
+            any invalid field (the message starts with the file name).
+    """
+    if isinstance(source, SimConfig):
+        return source
+    if isinstance(source, Mapping):
+        return SimConfig.from_dict(source)
+    if not isinstance(source, (str, os.PathLike)):
+        raise ConfigError(
+            "must be a YAML path, a preset name or a mapping", "config source", source
+        )
+    path = Path(source)
+    if not path.is_file():
+        preset = _find_preset(str(source)) if isinstance(source, str) else None
+        if preset is None:
+            presets = ", ".join(available_presets()) or "(none)"
+            raise ConfigError(
+                f"no such config file and no preset of that name; available presets: {presets}",
+                "config",
+                str(source),
+            )
+        path = preset
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as err:
+        raise ConfigError(f"cannot read YAML: {err}", source=str(path)) from err
+    try:
+        return SimConfig.from_dict(data)
+    except ConfigError as err:
+        raise ConfigError(err.reason, err.path, err.value, source=str(path)) from None
+
+
+def save_config(cfg: SimConfig, path: str | os.PathLike[str]) -> Path:
+    """Write ``cfg`` as YAML to ``path`` (parent directories are created); returns the path."""
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False), encoding="utf-8")
+    return out
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """Parse a command-line override ``key.path=value`` into ``(key_path, value)``.
+
+    The value is parsed with ``yaml.safe_load``: ``3`` -> 3, ``0.5`` -> 0.5, ``null`` -> None,
+    ``{dist: fixed, value: 3}`` -> a dict. An empty value is an error (write ``null``).
+    """
+    if not isinstance(text, str) or "=" not in text:
+        raise ConfigError("malformed override; expected key.path=value", "--set", text)
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    if not key or any(not part or part != part.strip() for part in key.split(".")):
+        raise ConfigError("malformed override key; expected key.path=value", "--set", text)
+    if not raw.strip():
+        raise ConfigError("empty value in override (write null for none)", "--set", text)
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"value is not valid YAML: {err}", "--set", text) from err
+    return key, value

@@ -1,0 +1,400 @@
+"""The discrete-event engine: one request table, per-GPU state, decision points, batch execution.
+
+Drive it with::
+
+    sim = Simulator(config, seed)
+    sim.reset()
+    while (view := sim.next_decision()) is not None:
+        sim.execute(policy.schedule(view))
+    result = sim.result()
+
+Time advances from event to event. Events are, in this order when simultaneous: the end of a
+batch (GPUs in index order), arrivals, the expiry of a Wait. After each event every free GPU
+that has work and is not waiting is offered a decision, in GPU index order.
+
+Token conventions: the iteration that finishes a request's prefill emits its first output token
+(TTFT ends there); each of the remaining ``output_tokens - 1`` tokens takes one decode
+iteration. The token load of a batch is its prefill tokens plus its number of decodes.
+
+Requests live in numpy arrays indexed by request id (arrival order); a batch updates all its
+requests with vector operations.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from llm_serving_env.batch import Batch, SchedulingError, Wait
+from llm_serving_env.scheduling import DecisionView, RequestTable
+from llm_serving_env.service import ServiceModel
+from llm_serving_env.workload import Workload, generate_workload
+
+if TYPE_CHECKING:
+    from llm_serving_env.config import SimConfig
+    from llm_serving_env.metrics import RunResult
+
+_EMPTY = np.zeros(0, dtype=np.int64)
+_INF = math.inf
+
+
+def _grow(arr: np.ndarray, min_size: int) -> np.ndarray:
+    out = np.empty(max(min_size, 2 * arr.size), dtype=arr.dtype)
+    out[: arr.size] = arr
+    return out
+
+
+class _BatchLog:
+    """Append-only per-batch columns, grown geometrically (numpy, not Python objects)."""
+
+    COLUMNS = (("gpu", np.int32), ("start_s", np.float64), ("end_s", np.float64),
+               ("prefill_tokens", np.int64), ("num_prefills", np.int32),
+               ("num_decodes", np.int32), ("token_load", np.int64), ("num_gaps", np.int32))
+
+    def __init__(self, capacity: int = 4096) -> None:
+        self.size = 0
+        self.cols = {name: np.empty(capacity, dtype=dt) for name, dt in self.COLUMNS}
+
+    def append(self, gpu: int, start_s: float, end_s: float, prefill_tokens: int,
+               num_prefills: int, num_decodes: int) -> int:
+        i = self.size
+        cols = self.cols
+        if i == cols["gpu"].size:
+            for name in cols:
+                cols[name] = _grow(cols[name], i + 1)
+        cols["gpu"][i] = gpu
+        cols["start_s"][i] = start_s
+        cols["end_s"][i] = end_s
+        cols["prefill_tokens"][i] = prefill_tokens
+        cols["num_prefills"][i] = num_prefills
+        cols["num_decodes"][i] = num_decodes
+        cols["token_load"][i] = prefill_tokens + num_decodes
+        cols["num_gaps"][i] = 0
+        self.size = i + 1
+        return i
+
+    def trimmed(self) -> dict[str, np.ndarray]:
+        return {name: col[: self.size].copy() for name, col in self.cols.items()}
+
+
+class Simulator:
+    """One serving system (``config``) driven decision by decision.
+
+    Args:
+        config: the validated simulation config.
+        seed: root seed; ``SeedSequence(seed)`` is spawned into (workload, service noise,
+            policy) streams, so every policy sees the same workload for one seed.
+        workload: optional pre-built workload (e.g. a trace); by default it is generated from
+            ``config.workload`` with the workload stream.
+    """
+
+    def __init__(self, config: SimConfig, seed: int = 0, workload: Workload | None = None) -> None:
+        self.config = config
+        self.seed = seed
+        self._given_workload = workload
+        gpus = config.gpus
+        self.num_gpus = int(gpus.count)
+        self.max_batch_tokens = int(gpus.max_batch_tokens)
+        self.max_batch_requests = int(gpus.max_batch_requests)
+        self.router = gpus.router
+        self._num_queues = 1 if self.router == "central" else self.num_gpus
+        self._ready = False
+
+    # ------------------------------------------------------------------ set-up
+    def reset(self, seed: int | None = None) -> None:
+        """Draw the workload and clear all state. ``seed`` replaces the constructor's."""
+        if seed is not None:
+            self.seed = seed
+        workload_ss, service_ss, policy_ss = np.random.SeedSequence(self.seed).spawn(3)
+        if self._given_workload is not None:
+            self.workload = self._given_workload
+        else:
+            self.workload = generate_workload(
+                self.config.workload, self.config.num_requests, workload_ss)
+        self.policy_rng = np.random.default_rng(policy_ss)
+        self.service = ServiceModel.from_config(
+            self.config.service, np.random.default_rng(service_ss))
+        w = self.workload
+        n = len(w)
+        self.n = n
+        self.warmup = min(int(self.config.warmup_requests), n)
+        self.arrival_s = np.asarray(w.arrival_s, dtype=np.float64)
+        self.prompt = np.asarray(w.prompt_tokens, dtype=np.int64)
+        self.output = np.asarray(w.output_tokens, dtype=np.int64)
+        self.prefilled = np.zeros(n, dtype=np.int64)
+        self.generated = np.zeros(n, dtype=np.int64)
+        self.gpu_of = np.full(n, -1, dtype=np.int64)
+        self.queue_of = np.full(n, -1, dtype=np.int64)
+        self.first_scheduled_s = np.full(n, np.nan)
+        self.first_token_s = np.full(n, np.nan)
+        self.finish_s = np.full(n, np.nan)
+        self.last_token_s = np.full(n, np.nan)
+        self.max_tbt_s = np.zeros(n, dtype=np.float64)
+        self.preemptions = np.zeros(n, dtype=np.int32)
+        self.table = RequestTable(
+            arrival_s=self.arrival_s, prompt_tokens=self.prompt, output_tokens=self.output,
+            prefilled_tokens=self.prefilled, generated_tokens=self.generated,
+            last_token_s=self.last_token_s, gpu=self.gpu_of)
+
+        g = self.num_gpus
+        self.now_s = 0.0
+        self.next_arrival = 0  # index of the next request to arrive
+        self.queues: list[np.ndarray] = [_EMPTY] * self._num_queues  # unbound, FCFS
+        self.partial: list[np.ndarray] = [_EMPTY] * g  # bound, prefill not finished
+        self.decoding: list[np.ndarray] = [_EMPTY] * g  # bound, prefill done, not finished
+        self.busy_until = np.full(g, _INF)  # end time of the batch in flight (inf: idle)
+        self.in_flight: list[Batch | None] = [None] * g
+        self.in_flight_row = [-1] * g
+        self.parked = [False] * g  # waiting for an event or wait_until
+        self.wait_until = np.full(g, _INF)
+        self.outstanding = np.zeros(g, dtype=np.int64)  # routed/bound and unfinished, per GPU
+        self.num_finished = 0
+        self._rr_next = 0
+        self._batches = _BatchLog()
+        self._gap_chunks: list[np.ndarray] = []
+        self._ready = True
+
+    @property
+    def done(self) -> bool:
+        """True once every request has finished."""
+        return self.num_finished == self.n
+
+    # ------------------------------------------------------------------ decisions
+    def _has_work(self, g: int) -> bool:
+        q = 0 if self._num_queues == 1 else g
+        return bool(self.decoding[g].size or self.partial[g].size or self.queues[q].size)
+
+    def _view(self, g: int) -> DecisionView:
+        q = 0 if self._num_queues == 1 else g
+        partial = self.partial[g]
+        queue = self.queues[q]
+        waiting = np.concatenate((partial, queue)) if partial.size else queue
+        nxt = self.arrival_s[self.next_arrival] if self.next_arrival < self.n else _INF
+        return DecisionView(
+            float(self.now_s), g, waiting, self.decoding[g],
+            int(partial.size + self.decoding[g].size), self.max_batch_tokens,
+            self.max_batch_requests, float(nxt), self.table)
+
+    def next_decision(self) -> DecisionView | None:
+        """Advance simulated time to the next decision point and return its view.
+
+        Returns None when every request has finished. Raises SchedulingError (rule
+        ``deadlock``) if work remains but no event can ever occur.
+        """
+        if not self._ready:
+            raise RuntimeError("call reset() before next_decision()")
+        parked = self.parked
+        busy = self.busy_until
+        while True:
+            for g in range(self.num_gpus):
+                if busy[g] == _INF and not parked[g] and self._has_work(g):
+                    self._decision_gpu = g
+                    return self._view(g)
+            if self.done:
+                return None
+            t_arrival = self.arrival_s[self.next_arrival] if self.next_arrival < self.n else _INF
+            t_batch = busy.min()
+            t_wait = self.wait_until.min()
+            t = min(t_arrival, t_batch, t_wait)
+            if t == _INF:
+                raise SchedulingError(
+                    "deadlock",
+                    f"at t={self.now_s:.6f}s {self.n - self.num_finished} requests are unfinished "
+                    "but every GPU is idle or waiting and no arrival or Wait expiry is left: the "
+                    "policy would never serve them")
+            self.now_s = t
+            event = False
+            if t_batch == t:
+                for g in np.flatnonzero(busy == t):
+                    self._complete(int(g))
+                event = True
+            if t_arrival == t:
+                self._admit_arrivals(t)
+                event = True
+            if event:
+                for g in range(self.num_gpus):
+                    parked[g] = False
+                self.wait_until[:] = _INF
+            elif t_wait == t:
+                for g in np.flatnonzero(self.wait_until == t):
+                    parked[g] = False
+                    self.wait_until[g] = _INF
+
+    def _admit_arrivals(self, t: float) -> None:
+        start = self.next_arrival
+        stop = int(np.searchsorted(self.arrival_s, t, side="right"))
+        self.next_arrival = stop
+        if self._num_queues == 1:
+            new = np.arange(start, stop, dtype=np.int64)
+            self.queue_of[start:stop] = 0
+            self.queues[0] = np.concatenate((self.queues[0], new)) if self.queues[0].size else new
+            return
+        for i in range(start, stop):
+            g = self._route(i)
+            self.queue_of[i] = g
+            self.outstanding[g] += 1
+            self.queues[g] = np.append(self.queues[g], i)
+
+    def _route(self, request_id: int) -> int:
+        if self.router == "round_robin":
+            g = self._rr_next
+            self._rr_next = (g + 1) % self.num_gpus
+            return g
+        if self.router == "jsq":
+            return int(np.argmin(self.outstanding))
+        raise ValueError(f"gpus.router = {self.router!r}: not supported by the engine")
+
+    # ------------------------------------------------------------------ execution
+    def execute(self, action: Batch | Wait) -> None:
+        """Carry out the policy's answer for the GPU of the last decision point."""
+        g = self._decision_gpu
+        if isinstance(action, Wait):
+            until = float(action.until_s)
+            if not until > self.now_s:
+                raise SchedulingError("wait", f"Wait(until_s={until}) at t={self.now_s}: "
+                                      "until_s must be in the future")
+            self.parked[g] = True
+            self.wait_until[g] = until
+            return
+        if not isinstance(action, Batch):
+            raise TypeError(f"a policy must return a Batch or a Wait, got {type(action).__name__}")
+        self._check(action, g)
+        pids, ptoks, dids = action.prefill_ids, action.prefill_tokens, action.decode_ids
+        prefill_tokens = int(ptoks.sum())
+        load = prefill_tokens + int(dids.size)
+        duration = self.service.sample_s(load)
+        end = self.now_s + duration
+        if pids.size:
+            new = pids[self.gpu_of[pids] < 0]
+            if new.size:
+                self.gpu_of[new] = g
+                self.first_scheduled_s[new] = self.now_s
+                self.partial[g] = np.concatenate((self.partial[g], new))
+                q = 0 if self._num_queues == 1 else g
+                queue = self.queues[q]
+                self.queues[q] = queue[self.gpu_of[queue] < 0]
+                if self._num_queues == 1:
+                    self.outstanding[g] += new.size
+        self.in_flight[g] = action
+        self.busy_until[g] = end
+        self.in_flight_row[g] = self._batches.append(
+            g, self.now_s, end, prefill_tokens, int(pids.size), int(dids.size))
+
+    def _check(self, batch: Batch, g: int) -> None:
+        pids, ptoks, dids = batch.prefill_ids, batch.prefill_tokens, batch.decode_ids
+        if pids.size == 0 and dids.size == 0:
+            raise SchedulingError("empty", "a Batch must contain a prefill chunk or a decode; "
+                                           "return Wait() to idle")
+        n = self.n
+        if pids.size:
+            if pids.min() < 0 or pids.max() >= self.next_arrival:
+                raise SchedulingError("unknown_request", f"prefill ids must be arrived requests "
+                                      f"0..{self.next_arrival - 1}, got {pids.tolist()[:10]}")
+            owner = self.gpu_of[pids]
+            q = 0 if self._num_queues == 1 else g
+            eligible = (owner == g) | ((owner < 0) & (self.queue_of[pids] == q))
+            remaining = self.prompt[pids] - self.prefilled[pids]
+            if not (eligible & (remaining > 0)).all():
+                bad = pids[~(eligible & (remaining > 0))].tolist()[:10]
+                raise SchedulingError("not_waiting", f"requests {bad} are not waiting for "
+                                      f"prefill on GPU {g}")
+            if (ptoks < 1).any() or (ptoks > remaining).any():
+                bad = pids[(ptoks < 1) | (ptoks > remaining)].tolist()[:10]
+                raise SchedulingError("chunk_size", f"chunks of requests {bad} must be between 1 "
+                                      "and the remaining prompt tokens")
+            if pids.size > 1:
+                s = np.sort(pids)
+                if (s[1:] == s[:-1]).any():
+                    raise SchedulingError("duplicate_prefill",
+                                          "a request appears twice among the prefill chunks")
+            num_new = int((owner < 0).sum())
+        else:
+            num_new = 0
+        if dids.size:
+            if dids.min() < 0 or dids.max() >= n:
+                raise SchedulingError("unknown_request", "decode ids out of range")
+            ok = ((self.gpu_of[dids] == g) & (self.prefilled[dids] == self.prompt[dids])
+                  & (self.generated[dids] < self.output[dids]))
+            if not ok.all():
+                bad = dids[~ok].tolist()[:10]
+                raise SchedulingError("not_decodable", f"requests {bad} are not in their decode "
+                                      f"phase on GPU {g} (prefill must finish before decode)")
+            if dids.size > 1:
+                s = np.sort(dids)
+                if (s[1:] == s[:-1]).any():
+                    raise SchedulingError("duplicate_decode",
+                                          "at most one decode per request in a batch")
+        load = int(ptoks.sum()) + int(dids.size)
+        if load > self.max_batch_tokens:
+            raise SchedulingError("token_budget", f"token load {load} exceeds "
+                                  f"gpus.max_batch_tokens = {self.max_batch_tokens}")
+        resident = self.partial[g].size + self.decoding[g].size + num_new
+        if resident > self.max_batch_requests:
+            raise SchedulingError("max_requests", f"{resident} requests would be resident on GPU "
+                                  f"{g}, above gpus.max_batch_requests = {self.max_batch_requests}")
+
+    def _complete(self, g: int) -> None:
+        batch = self.in_flight[g]
+        assert batch is not None
+        end = float(self.busy_until[g])
+        self.in_flight[g] = None
+        self.busy_until[g] = _INF
+        finished_any = False
+        pids, dids = batch.prefill_ids, batch.decode_ids
+        if dids.size:
+            gaps = end - self.last_token_s[dids]
+            self.max_tbt_s[dids] = np.maximum(self.max_tbt_s[dids], gaps)
+            self.last_token_s[dids] = end
+            self.generated[dids] += 1
+            kept = gaps[dids >= self.warmup]
+            if kept.size:
+                self._gap_chunks.append(kept)
+                self._batches.cols["num_gaps"][self.in_flight_row[g]] = kept.size
+            done = dids[self.generated[dids] == self.output[dids]]
+            if done.size:
+                self.finish_s[done] = end
+                finished_any = True
+                self.num_finished += done.size
+                self.outstanding[g] -= done.size
+        if pids.size:
+            self.prefilled[pids] += batch.prefill_tokens
+            completed = pids[self.prefilled[pids] == self.prompt[pids]]
+            if completed.size:
+                self.generated[completed] = 1
+                self.first_token_s[completed] = end
+                self.last_token_s[completed] = end
+                partial = self.partial[g]
+                self.partial[g] = partial[self.prefilled[partial] < self.prompt[partial]]
+                single = self.output[completed] == 1
+                if single.any():
+                    done = completed[single]
+                    self.finish_s[done] = end
+                    self.num_finished += done.size
+                    self.outstanding[g] -= done.size
+                    completed = completed[~single]
+                if completed.size:
+                    dec = self.decoding[g]
+                    if finished_any:
+                        dec = dec[self.generated[dec] < self.output[dec]]
+                        finished_any = False
+                    self.decoding[g] = np.concatenate((dec, completed)) if dec.size else completed
+        if finished_any:
+            dec = self.decoding[g]
+            self.decoding[g] = dec[self.generated[dec] < self.output[dec]]
+
+    # ------------------------------------------------------------------ results
+    def result(self) -> RunResult:
+        """The run's :class:`RunResult` (call when ``next_decision()`` returned None)."""
+        from llm_serving_env.metrics import RunResult
+
+        gaps = np.concatenate(self._gap_chunks) if self._gap_chunks else np.zeros(0)
+        return RunResult(
+            config=self.config, seed=self.seed, warmup=self.warmup,
+            arrival_s=self.arrival_s.copy(), prompt_tokens=self.prompt.copy(),
+            output_tokens=self.output.copy(), first_scheduled_s=self.first_scheduled_s.copy(),
+            first_token_s=self.first_token_s.copy(), finish_s=self.finish_s.copy(),
+            max_tbt_s=self.max_tbt_s.copy(), gpu=self.gpu_of.copy(),
+            preemptions=self.preemptions.copy(), batch_columns=self._batches.trimmed(),
+            tbt_gaps_s=gaps, num_gpus=self.num_gpus)

@@ -1,0 +1,215 @@
+"""The scheduler interface, the view a scheduler sees, and the scheduler registry.
+
+A scheduler is a plain object: ``schedule(view) -> Batch | Wait``. Each one lives in its own
+file under ``baselines/`` (or anywhere else) and registers itself with
+:func:`register_scheduler`; its parameters are a typed frozen dataclass ``Config`` whose fields
+are the YAML keys of the ``scheduler:`` block besides ``name``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import importlib
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+
+from llm_serving_env.batch import Batch, Wait
+from llm_serving_env.config import ConfigError
+
+if TYPE_CHECKING:
+    from llm_serving_env.config import SimConfig
+    from llm_serving_env.workload import Workload
+
+
+class RequestTable:
+    """Read-only per-request state, one entry per request id (ids are arrival order, 0-based).
+
+    Attributes (numpy arrays of shape (num_requests,)):
+        arrival_s: arrival time, seconds.
+        prompt_tokens, output_tokens: L_i and B_i.
+        prefilled_tokens: prompt tokens already processed (== prompt_tokens once prefilled).
+        generated_tokens: output tokens already emitted (the first comes with the prefill).
+        last_token_s: time the latest output token was emitted (NaN before the first).
+        gpu: GPU the request is bound to (-1 before it is first served).
+    """
+
+    __slots__ = (
+        "arrival_s", "prompt_tokens", "output_tokens", "prefilled_tokens",
+        "generated_tokens", "last_token_s", "gpu",
+    )
+
+    def __init__(self, **arrays: np.ndarray) -> None:
+        for name in self.__slots__:
+            setattr(self, name, arrays[name])
+
+
+class DecisionView:
+    """What a scheduler sees when ``gpu`` is free at time ``now_s``.
+
+    Attributes:
+        now_s: current simulated time, seconds.
+        gpu: index of the free GPU to fill.
+        waiting: int64 (w,), requests this GPU may prefill: first those already bound to it
+            with a partial prefill (in the order they started), then the shared or per-GPU
+            queue in FCFS order.
+        decoding: int64 (d,), requests bound to this GPU in their decode phase, each ready
+            for its next decode (in the order their prefill finished).
+        resident: requests holding a slot on this GPU (partial prefills + decoding).
+        max_batch_tokens, max_batch_requests: the GPU's limits (K and the slot count).
+        next_arrival_s: time of the next arrival (inf if none).
+        requests: the read-only :class:`RequestTable`.
+    """
+
+    __slots__ = (
+        "now_s", "gpu", "waiting", "decoding", "resident", "max_batch_tokens",
+        "max_batch_requests", "next_arrival_s", "requests",
+    )
+
+    def __init__(self, now_s: float, gpu: int, waiting: np.ndarray, decoding: np.ndarray,
+                 resident: int, max_batch_tokens: int, max_batch_requests: int,
+                 next_arrival_s: float, requests: RequestTable) -> None:
+        self.now_s = now_s
+        self.gpu = gpu
+        self.waiting = waiting
+        self.decoding = decoding
+        self.resident = resident
+        self.max_batch_tokens = max_batch_tokens
+        self.max_batch_requests = max_batch_requests
+        self.next_arrival_s = next_arrival_s
+        self.requests = requests
+
+    def remaining_prompt(self, ids: np.ndarray) -> np.ndarray:
+        """Prompt tokens still to prefill for ``ids`` (int64, same shape)."""
+        return self.requests.prompt_tokens[ids] - self.requests.prefilled_tokens[ids]
+
+    def is_resident(self, ids: np.ndarray) -> np.ndarray:
+        """Boolean mask: which of ``ids`` already hold a slot on this GPU."""
+        return self.requests.gpu[ids] == self.gpu
+
+
+@dataclasses.dataclass(frozen=True)
+class NoParams:
+    """For schedulers without parameters."""
+
+
+class Scheduler(ABC):
+    """Base class of every policy.
+
+    Subclasses set ``Config`` (a frozen dataclass of their parameters) and implement
+    :meth:`schedule`. ``__init__`` receives the parsed config and the whole simulation config
+    (for limits). :meth:`check_feasible` raises a clear error at start if the policy can never
+    serve some request of the workload.
+    """
+
+    name: ClassVar[str] = ""
+    Config: ClassVar[type] = NoParams
+
+    def __init__(self, config: Any, sim_config: SimConfig) -> None:
+        self.config = config
+        self.sim_config = sim_config
+
+    def reset(self, rng: np.random.Generator) -> None:
+        """Called once per run before the first decision; ``rng`` is the policy's own stream."""
+        self.rng = rng
+
+    def check_feasible(self, workload: Workload) -> None:  # noqa: B027 - optional hook
+        """Raise ``ConfigError`` if some request could never be served by this policy."""
+
+    @abstractmethod
+    def schedule(self, view: DecisionView) -> Batch | Wait:
+        """Return the next batch for ``view.gpu``, or a Wait."""
+
+
+_REGISTRY: dict[str, type[Scheduler]] = {}
+_BUILTINS_LOADED = False
+
+
+def register_scheduler(name: str, *aliases: str) -> Callable[[type[Scheduler]], type[Scheduler]]:
+    """Class decorator: make a scheduler available under ``name`` (and ``aliases``)."""
+
+    def decorate(cls: type[Scheduler]) -> type[Scheduler]:
+        for key in (name, *aliases):
+            if key in _REGISTRY and _REGISTRY[key] is not cls:
+                raise ValueError(f"scheduler name {key!r} is already registered "
+                                 f"by {_REGISTRY[key].__qualname__}")
+            _REGISTRY[key] = cls
+        cls.name = name
+        return cls
+
+    return decorate
+
+
+def _load_builtins() -> None:
+    global _BUILTINS_LOADED
+    if not _BUILTINS_LOADED:
+        _BUILTINS_LOADED = True
+        importlib.import_module("baselines")
+
+
+def available_schedulers() -> list[str]:
+    """Every registered scheduler name (aliases included), sorted."""
+    _load_builtins()
+    return sorted(_REGISTRY)
+
+
+def scheduler_class(name: str) -> type[Scheduler]:
+    """The class registered under ``name``; a ConfigError with a suggestion otherwise."""
+    _load_builtins()
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        close = difflib.get_close_matches(str(name), _REGISTRY, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ConfigError(
+            f"scheduler.name = {name!r}: unknown scheduler{hint}; "
+            f"available: {', '.join(sorted(_REGISTRY))}"
+        ) from None
+
+
+def parse_scheduler_params(cls: type[Scheduler], params: dict[str, Any]) -> Any:
+    """Build ``cls.Config`` from the YAML parameters, naming any bad key or value."""
+    fields = {f.name for f in dataclasses.fields(cls.Config)}
+    for key in params:
+        if key not in fields:
+            close = difflib.get_close_matches(key, fields, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            allowed = ", ".join(sorted(fields)) or "none"
+            raise ConfigError(
+                f"scheduler.{key}: unknown parameter for scheduler {cls.name!r}{hint}; "
+                f"allowed: {allowed}"
+            )
+    return cls.Config(**params)
+
+
+def make_scheduler(sim_config: SimConfig, name: str | None = None) -> Scheduler:
+    """Instantiate the scheduler named by ``name`` or, if None, by ``sim_config.scheduler``.
+
+    When ``name`` differs from the config's scheduler, the config's parameters are used only if
+    they are valid for the named scheduler's ``Config``; otherwise its defaults apply.
+    """
+    config_name = sim_config.scheduler.name
+    cls = scheduler_class(name or config_name)
+    params = dict(sim_config.scheduler.params)
+    if name is not None and scheduler_class(config_name) is not cls:
+        known = {f.name for f in dataclasses.fields(cls.Config)}
+        params = {k: v for k, v in params.items() if k in known}
+    return cls(parse_scheduler_params(cls, params), sim_config)
+
+
+def positive_int(path: str, value: Any, *, minimum: int = 1) -> None:
+    """Raise ConfigError unless ``value`` is an int >= minimum (for scheduler Configs)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ConfigError(f"{path} = {value!r}: must be an integer >= {minimum}")
+
+
+def positive_number(path: str, value: Any, *, allow_zero: bool = False) -> None:
+    """Raise ConfigError unless ``value`` is a real number > 0 (or >= 0 with allow_zero)."""
+    ok = (not isinstance(value, bool) and isinstance(value, (int, float, np.floating, np.integer))
+          and (value >= 0 if allow_zero else value > 0))
+    if not ok:
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ConfigError(f"{path} = {value!r}: must be a number {bound}")

@@ -1,0 +1,115 @@
+"""Invariants that must hold for every scheduler on every workload (hypothesis)."""
+
+from __future__ import annotations
+
+import numpy as np
+from helpers import make_config
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import llm_serving_env as lse
+from llm_serving_env.engine import Simulator
+from llm_serving_env.scheduling import make_scheduler
+
+POLICIES = ("request_level", "hybrid")
+
+
+@st.composite
+def scenarios(draw):
+    max_tokens = draw(st.integers(32, 1024))
+    prompt_hi = draw(st.integers(1, max_tokens))  # fits whole, so request_level is feasible
+    changes = {
+        "num_requests": draw(st.integers(1, 60)),
+        "warmup_requests": 0,
+        "workload.arrival.rate_per_s": draw(st.floats(0.5, 200.0)),
+        "workload.prompt_tokens": {"dist": "uniform", "low": 1, "high": prompt_hi},
+        "workload.output_tokens": {"dist": "geometric", "mean": draw(st.floats(1.0, 10.0)),
+                                   "max": draw(st.integers(1, 20))},
+        "service.noise": draw(st.sampled_from(["deterministic", "exponential"])),
+        "service.b0_tokens": draw(st.integers(0, 64)),
+        "gpus.count": draw(st.integers(1, 3)),
+        "gpus.router": draw(st.sampled_from(["central", "round_robin", "jsq"])),
+        "gpus.max_batch_tokens": max_tokens,
+        "gpus.max_batch_requests": draw(st.integers(1, 16)),
+        "scheduler.token_budget": draw(st.integers(1, max_tokens)),
+    }
+    changes["warmup_requests"] = draw(st.integers(0, changes["num_requests"] - 1))
+    return make_config(**changes), draw(st.sampled_from(POLICIES)), draw(st.integers(0, 2**16))
+
+
+def run_and_record(cfg, policy, seed):
+    """Run, recording every batch as executed, and return (result, batches)."""
+    sim = Simulator(cfg, seed=seed)
+    sim.reset()
+    sched = make_scheduler(cfg, policy)
+    sched.check_feasible(sim.workload)
+    sched.reset(sim.policy_rng)
+    executed = []
+    while (view := sim.next_decision()) is not None:
+        action = sched.schedule(view)
+        if isinstance(action, lse.Batch):
+            executed.append((view.gpu, view.now_s, action))
+        sim.execute(action)
+    return sim.result(), executed
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(scenarios())
+def test_invariants_hold(scenario):
+    cfg, policy, seed = scenario
+    res, executed = run_and_record(cfg, policy, seed)
+    n = cfg.num_requests
+    # every request finished and emitted exactly its output tokens:
+    # one token with the prefill, one per decode it took part in.
+    assert np.isfinite(res.finish_s).all()
+    decodes = np.zeros(n, dtype=np.int64)
+    prefill = np.zeros(n, dtype=np.int64)
+    for _, _, batch in executed:
+        # no request decodes twice in a batch, and no request is both prefilled and decoded
+        assert np.unique(batch.decode_ids).size == batch.decode_ids.size
+        assert not set(batch.decode_ids.tolist()) & set(batch.prefill_ids.tolist())
+        np.add.at(decodes, batch.decode_ids, 1)
+        np.add.at(prefill, batch.prefill_ids, batch.prefill_tokens)
+        # token load never exceeds the limit
+        assert batch.token_load <= cfg.gpus.max_batch_tokens
+    np.testing.assert_array_equal(decodes + 1, res.output_tokens)
+    np.testing.assert_array_equal(prefill, res.prompt_tokens)
+    # time never runs backwards: per GPU, batches start after the previous one ended,
+    # decisions come in nondecreasing time, and each request's milestones are ordered
+    b = res.batches
+    for _, rows in b.groupby("gpu"):
+        assert (rows["start_s"].to_numpy()[1:] >= rows["end_s"].to_numpy()[:-1]).all()
+    times = [t for _, t, _ in executed]
+    assert all(t1 >= t0 for t0, t1 in zip(times[:-1], times[1:], strict=True))
+    assert (res.first_scheduled_s >= res.arrival_s).all()
+    assert (res.first_token_s > res.first_scheduled_s).all()
+    assert (res.finish_s >= res.first_token_s).all()
+    # TBT accounting: the recorded gaps of measured requests add up to finish - first token
+    m = res.measured
+    np.testing.assert_allclose(res.tbt_gaps_s.sum(),
+                               (res.finish_s[m] - res.first_token_s[m]).sum(), rtol=1e-9)
+    assert res.tbt_gaps_s.size == (res.output_tokens[m] - 1).sum()
+    # residents per GPU never exceed max_batch_requests (checked at every batch start)
+    assert (b["num_prefills"] + b["num_decodes"] <= cfg.gpus.max_batch_requests).all()
+
+
+@settings(max_examples=15, deadline=None)
+@given(scenarios())
+def test_same_seed_same_numbers_bit_for_bit(scenario):
+    cfg, policy, seed = scenario
+    a = lse.simulate(cfg, policy, seed=seed)
+    b = lse.simulate(cfg, policy, seed=seed)
+    for col in ("arrival_s", "first_token_s", "finish_s", "max_tbt_s", "tbt_gaps_s"):
+        np.testing.assert_array_equal(getattr(a, col), getattr(b, col))
+    np.testing.assert_equal(a.summary(), b.summary())  # NaN equals NaN here
+
+
+@settings(max_examples=15, deadline=None)
+@given(scenarios())
+def test_two_policies_with_one_seed_see_identical_requests(scenario):
+    cfg, _, seed = scenario
+    a = lse.simulate(cfg, "request_level", seed=seed)
+    b = lse.simulate(cfg, "hybrid", seed=seed)
+    np.testing.assert_array_equal(a.arrival_s, b.arrival_s)
+    np.testing.assert_array_equal(a.prompt_tokens, b.prompt_tokens)
+    np.testing.assert_array_equal(a.output_tokens, b.output_tokens)
