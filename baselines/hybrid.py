@@ -31,6 +31,10 @@ from llm_serving_env.scheduling import (
 )
 
 
+_NONE = np.zeros(0, np.int64)
+_NONE.flags.writeable = False
+
+
 @dataclass(frozen=True)
 class HybridConfig:
     """token_budget: most tokens (prefill chunks + decodes) in one iteration."""
@@ -44,21 +48,22 @@ class HybridConfig:
 def chunked_prefill(view: DecisionView, budget: int, slots: int) -> tuple[np.ndarray, np.ndarray]:
     """Chunks for ``view.waiting`` in order, filling ``budget`` tokens.
 
-    Resident (partially prefilled) requests take no new slot; at most ``slots`` new requests
-    join. Returns (ids, tokens) int64 arrays; both empty if the budget is 0.
+    Resident (partially prefilled) requests lead ``view.waiting`` and take no new slot; at
+    most ``slots`` new requests join. Returns (ids, tokens) int64 arrays, ids a prefix of
+    ``view.waiting``; both empty if the budget is 0.
     """
-    if budget <= 0:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    head = view.waiting[:budget]  # every chunk has >= 1 token
-    new = ~view.is_resident(head)
-    if new.any():
-        allowed = np.cumsum(new) <= max(slots, 0)
-        head = head[allowed]
+    if budget <= 0 or view.waiting.size == 0:
+        return _NONE, _NONE
+    # every chunk has >= 1 token, so at most `budget` requests can take part
+    head = view.waiting[: min(budget, view.num_partial + max(slots, 0))]
+    if head.size == 0:
+        return _NONE, _NONE
     need = view.remaining_prompt(head)
-    before = np.cumsum(need) - need  # tokens taken by earlier chunks
-    take = before < budget
-    head, need, before = head[take], need[take], before[take]
-    return head, np.minimum(need, budget - before)
+    total = np.cumsum(need)
+    count = min(int(np.searchsorted(total, budget)) + 1, head.size)  # the last one may be cut
+    tokens = need[:count].copy()
+    tokens[-1] -= max(0, int(total[count - 1]) - budget)
+    return head[:count], tokens
 
 
 @register_scheduler("hybrid", "sarathi")

@@ -13,6 +13,8 @@ _EMPTY.flags.writeable = False
 
 
 def _as_ids(values: Iterable[int] | np.ndarray | None) -> np.ndarray:
+    if type(values) is np.ndarray and values.dtype == np.int64 and values.ndim == 1:
+        return values  # the hot path: already the engine's representation
     if values is None:
         return _EMPTY
     arr = values if isinstance(values, np.ndarray) else np.asarray(list(values))

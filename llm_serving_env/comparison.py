@@ -75,4 +75,8 @@ def wide_table(long: pd.DataFrame, metrics: Sequence[str] | None = None) -> pd.D
 def _format(mean: float, half: float) -> str:
     if pd.isna(mean):
         return "nan"
-    return f"{mean:.4g} ± {half:.2g}" if pd.notna(half) else f"{mean:.4g}"
+    if pd.isna(half):
+        return f"{mean:.4g}"
+    if half <= 1e-9 * max(1.0, abs(mean)):  # identical across replications up to rounding
+        half = 0.0
+    return f"{mean:.4g} ± {half:.2g}"

@@ -37,7 +37,14 @@ if TYPE_CHECKING:
     from llm_serving_env.metrics import RunResult
 
 _EMPTY = np.zeros(0, dtype=np.int64)
+_EMPTY.flags.writeable = False
 _INF = math.inf
+
+
+def _frozen(arr: np.ndarray) -> np.ndarray:
+    """Mark an engine-owned array read-only before a policy can see it."""
+    arr.flags.writeable = False
+    return arr
 
 
 def _grow(arr: np.ndarray, min_size: int) -> np.ndarray:
@@ -51,7 +58,7 @@ class _BatchLog:
 
     COLUMNS = (("gpu", np.int32), ("start_s", np.float64), ("end_s", np.float64),
                ("prefill_tokens", np.int64), ("num_prefills", np.int32),
-               ("num_decodes", np.int32), ("token_load", np.int64), ("num_gaps", np.int32))
+               ("num_decodes", np.int32), ("token_load", np.int64))
 
     def __init__(self, capacity: int = 4096) -> None:
         self.size = 0
@@ -71,7 +78,6 @@ class _BatchLog:
         cols["num_prefills"][i] = num_prefills
         cols["num_decodes"][i] = num_decodes
         cols["token_load"][i] = prefill_tokens + num_decodes
-        cols["num_gaps"][i] = 0
         self.size = i + 1
         return i
 
@@ -131,7 +137,6 @@ class Simulator:
         self.first_token_s = np.full(n, np.nan)
         self.finish_s = np.full(n, np.nan)
         self.last_token_s = np.full(n, np.nan)
-        self.max_tbt_s = np.zeros(n, dtype=np.float64)
         self.preemptions = np.zeros(n, dtype=np.int32)
         self.table = RequestTable(
             arrival_s=self.arrival_s, prompt_tokens=self.prompt, output_tokens=self.output,
@@ -141,19 +146,23 @@ class Simulator:
         g = self.num_gpus
         self.now_s = 0.0
         self.next_arrival = 0  # index of the next request to arrive
+        self.next_arrival_s = float(self.arrival_s[0]) if n else _INF
         self.queues: list[np.ndarray] = [_EMPTY] * self._num_queues  # unbound, FCFS
         self.partial: list[np.ndarray] = [_EMPTY] * g  # bound, prefill not finished
         self.decoding: list[np.ndarray] = [_EMPTY] * g  # bound, prefill done, not finished
-        self.busy_until = np.full(g, _INF)  # end time of the batch in flight (inf: idle)
+        self.busy_until = [_INF] * g  # end time of the batch in flight (inf: idle)
         self.in_flight: list[Batch | None] = [None] * g
         self.in_flight_row = [-1] * g
         self.parked = [False] * g  # waiting for an event or wait_until
-        self.wait_until = np.full(g, _INF)
+        self.wait_until = [_INF] * g
         self.outstanding = np.zeros(g, dtype=np.int64)  # routed/bound and unfinished, per GPU
         self.num_finished = 0
         self._rr_next = 0
         self._batches = _BatchLog()
-        self._gap_chunks: list[np.ndarray] = []
+        # per decode batch, in completion order: its decode ids, their gaps, its batch row
+        self._gap_ids: list[np.ndarray] = []
+        self._gaps: list[np.ndarray] = []
+        self._gap_rows: list[int] = []
         self._ready = True
 
     @property
@@ -170,12 +179,12 @@ class Simulator:
         q = 0 if self._num_queues == 1 else g
         partial = self.partial[g]
         queue = self.queues[q]
-        waiting = np.concatenate((partial, queue)) if partial.size else queue
-        nxt = self.arrival_s[self.next_arrival] if self.next_arrival < self.n else _INF
+        waiting = _frozen(np.concatenate((partial, queue))) if partial.size else queue
+        self._view_waiting = waiting
         return DecisionView(
-            float(self.now_s), g, waiting, self.decoding[g],
-            int(partial.size + self.decoding[g].size), self.max_batch_tokens,
-            self.max_batch_requests, float(nxt), self.table)
+            self.now_s, g, waiting, partial.size, self.decoding[g],
+            partial.size + self.decoding[g].size, self.max_batch_tokens,
+            self.max_batch_requests, self.next_arrival_s, self.table)
 
     def next_decision(self) -> DecisionView | None:
         """Advance simulated time to the next decision point and return its view.
@@ -187,16 +196,18 @@ class Simulator:
             raise RuntimeError("call reset() before next_decision()")
         parked = self.parked
         busy = self.busy_until
+        wait_until = self.wait_until
+        gpus = range(self.num_gpus)
         while True:
-            for g in range(self.num_gpus):
+            for g in gpus:
                 if busy[g] == _INF and not parked[g] and self._has_work(g):
                     self._decision_gpu = g
                     return self._view(g)
-            if self.done:
+            if self.num_finished == self.n:
                 return None
-            t_arrival = self.arrival_s[self.next_arrival] if self.next_arrival < self.n else _INF
-            t_batch = busy.min()
-            t_wait = self.wait_until.min()
+            t_arrival = self.next_arrival_s
+            t_batch = min(busy)
+            t_wait = min(wait_until)
             t = min(t_arrival, t_batch, t_wait)
             if t == _INF:
                 raise SchedulingError(
@@ -207,35 +218,38 @@ class Simulator:
             self.now_s = t
             event = False
             if t_batch == t:
-                for g in np.flatnonzero(busy == t):
-                    self._complete(int(g))
+                for g in gpus:
+                    if busy[g] == t:
+                        self._complete(g)
                 event = True
             if t_arrival == t:
                 self._admit_arrivals(t)
                 event = True
             if event:
-                for g in range(self.num_gpus):
+                for g in gpus:
                     parked[g] = False
-                self.wait_until[:] = _INF
+                    wait_until[g] = _INF
             elif t_wait == t:
-                for g in np.flatnonzero(self.wait_until == t):
-                    parked[g] = False
-                    self.wait_until[g] = _INF
+                for g in gpus:
+                    if wait_until[g] == t:
+                        parked[g] = False
+                        wait_until[g] = _INF
 
     def _admit_arrivals(self, t: float) -> None:
         start = self.next_arrival
         stop = int(np.searchsorted(self.arrival_s, t, side="right"))
         self.next_arrival = stop
+        self.next_arrival_s = float(self.arrival_s[stop]) if stop < self.n else _INF
         if self._num_queues == 1:
             new = np.arange(start, stop, dtype=np.int64)
             self.queue_of[start:stop] = 0
-            self.queues[0] = np.concatenate((self.queues[0], new)) if self.queues[0].size else new
+            self.queues[0] = _frozen(np.concatenate((self.queues[0], new)))
             return
         for i in range(start, stop):
             g = self._route(i)
             self.queue_of[i] = g
             self.outstanding[g] += 1
-            self.queues[g] = np.append(self.queues[g], i)
+            self.queues[g] = _frozen(np.append(self.queues[g], i))
 
     def _route(self, request_id: int) -> int:
         if self.router == "round_robin":
@@ -260,35 +274,44 @@ class Simulator:
             return
         if not isinstance(action, Batch):
             raise TypeError(f"a policy must return a Batch or a Wait, got {type(action).__name__}")
-        self._check(action, g)
+        num_new = self._check(action, g)
         pids, ptoks, dids = action.prefill_ids, action.prefill_tokens, action.decode_ids
         prefill_tokens = int(ptoks.sum())
         load = prefill_tokens + int(dids.size)
         duration = self.service.sample_s(load)
         end = self.now_s + duration
-        if pids.size:
+        if num_new:
             new = pids[self.gpu_of[pids] < 0]
-            if new.size:
-                self.gpu_of[new] = g
-                self.first_scheduled_s[new] = self.now_s
-                self.partial[g] = np.concatenate((self.partial[g], new))
-                q = 0 if self._num_queues == 1 else g
-                queue = self.queues[q]
-                self.queues[q] = queue[self.gpu_of[queue] < 0]
-                if self._num_queues == 1:
-                    self.outstanding[g] += new.size
+            self.gpu_of[new] = g
+            self.first_scheduled_s[new] = self.now_s
+            self.partial[g] = _frozen(np.concatenate((self.partial[g], new)))
+            q = 0 if self._num_queues == 1 else g
+            queue = self.queues[q]
+            self.queues[q] = _frozen(queue[self.gpu_of[queue] < 0])
+            if self._num_queues == 1:
+                self.outstanding[g] += new.size
         self.in_flight[g] = action
         self.busy_until[g] = end
         self.in_flight_row[g] = self._batches.append(
             g, self.now_s, end, prefill_tokens, int(pids.size), int(dids.size))
 
-    def _check(self, batch: Batch, g: int) -> None:
+    def _check(self, batch: Batch, g: int) -> int:
+        """Raise SchedulingError if ``batch`` breaks a rule; return its number of new requests."""
         pids, ptoks, dids = batch.prefill_ids, batch.prefill_tokens, batch.decode_ids
         if pids.size == 0 and dids.size == 0:
             raise SchedulingError("empty", "a Batch must contain a prefill chunk or a decode; "
                                            "return Wait() to idle")
         n = self.n
-        if pids.size:
+        waiting = self._view_waiting
+        if pids.size and (pids is waiting or (pids.base is waiting and pids.strides[0] > 0)):
+            # a slice of the view's read-only waiting list: eligible and unique by construction
+            remaining = self.prompt[pids] - self.prefilled[pids]
+            if not ((ptoks >= 1) & (ptoks <= remaining)).all():
+                bad = pids[(ptoks < 1) | (ptoks > remaining)].tolist()[:10]
+                raise SchedulingError("chunk_size", f"chunks of requests {bad} must be between 1 "
+                                      "and the remaining prompt tokens")
+            num_new = int((self.gpu_of[pids] < 0).sum())
+        elif pids.size:
             if pids.min() < 0 or pids.max() >= self.next_arrival:
                 raise SchedulingError("unknown_request", f"prefill ids must be arrived requests "
                                       f"0..{self.next_arrival - 1}, got {pids.tolist()[:10]}")
@@ -312,7 +335,9 @@ class Simulator:
             num_new = int((owner < 0).sum())
         else:
             num_new = 0
-        if dids.size:
+        dec = self.decoding[g]
+        if dids.size and not (dids is dec or (dids.base is dec and dids.strides[0] > 0)):
+            # (a slice of the engine's read-only decode set is valid and unique by construction)
             if dids.min() < 0 or dids.max() >= n:
                 raise SchedulingError("unknown_request", "decode ids out of range")
             ok = ((self.gpu_of[dids] == g) & (self.prefilled[dids] == self.prompt[dids])
@@ -330,43 +355,46 @@ class Simulator:
         if load > self.max_batch_tokens:
             raise SchedulingError("token_budget", f"token load {load} exceeds "
                                   f"gpus.max_batch_tokens = {self.max_batch_tokens}")
-        resident = self.partial[g].size + self.decoding[g].size + num_new
+        resident = self.partial[g].size + dec.size + num_new
         if resident > self.max_batch_requests:
             raise SchedulingError("max_requests", f"{resident} requests would be resident on GPU "
                                   f"{g}, above gpus.max_batch_requests = {self.max_batch_requests}")
+        return num_new
 
     def _complete(self, g: int) -> None:
         batch = self.in_flight[g]
         assert batch is not None
-        end = float(self.busy_until[g])
+        end = self.busy_until[g]
         self.in_flight[g] = None
         self.busy_until[g] = _INF
         finished_any = False
         pids, dids = batch.prefill_ids, batch.decode_ids
         if dids.size:
-            gaps = end - self.last_token_s[dids]
-            self.max_tbt_s[dids] = np.maximum(self.max_tbt_s[dids], gaps)
-            self.last_token_s[dids] = end
-            self.generated[dids] += 1
-            kept = gaps[dids >= self.warmup]
-            if kept.size:
-                self._gap_chunks.append(kept)
-                self._batches.cols["num_gaps"][self.in_flight_row[g]] = kept.size
-            done = dids[self.generated[dids] == self.output[dids]]
-            if done.size:
+            last = self.last_token_s
+            self._gaps.append(end - last[dids])
+            self._gap_ids.append(dids)
+            self._gap_rows.append(self.in_flight_row[g])
+            last[dids] = end
+            generated = self.generated[dids] + 1
+            self.generated[dids] = generated
+            finished = generated == self.output[dids]
+            if finished.any():
+                done = dids[finished]
                 self.finish_s[done] = end
                 finished_any = True
                 self.num_finished += done.size
                 self.outstanding[g] -= done.size
         if pids.size:
-            self.prefilled[pids] += batch.prefill_tokens
-            completed = pids[self.prefilled[pids] == self.prompt[pids]]
-            if completed.size:
+            prefilled = self.prefilled[pids] + batch.prefill_tokens
+            self.prefilled[pids] = prefilled
+            now_complete = prefilled == self.prompt[pids]
+            if now_complete.any():
+                completed = pids[now_complete]
                 self.generated[completed] = 1
                 self.first_token_s[completed] = end
                 self.last_token_s[completed] = end
                 partial = self.partial[g]
-                self.partial[g] = partial[self.prefilled[partial] < self.prompt[partial]]
+                self.partial[g] = _frozen(partial[self.prefilled[partial] < self.prompt[partial]])
                 single = self.output[completed] == 1
                 if single.any():
                     done = completed[single]
@@ -379,22 +407,31 @@ class Simulator:
                     if finished_any:
                         dec = dec[self.generated[dec] < self.output[dec]]
                         finished_any = False
-                    self.decoding[g] = np.concatenate((dec, completed)) if dec.size else completed
+                    self.decoding[g] = _frozen(np.concatenate((dec, completed)))
         if finished_any:
             dec = self.decoding[g]
-            self.decoding[g] = dec[self.generated[dec] < self.output[dec]]
+            self.decoding[g] = _frozen(dec[self.generated[dec] < self.output[dec]])
 
     # ------------------------------------------------------------------ results
     def result(self) -> RunResult:
         """The run's :class:`RunResult` (call when ``next_decision()`` returned None)."""
         from llm_serving_env.metrics import RunResult
 
-        gaps = np.concatenate(self._gap_chunks) if self._gap_chunks else np.zeros(0)
+        if self._gaps:
+            gaps = np.concatenate(self._gaps)
+            ids = np.concatenate(self._gap_ids)
+            rows = np.repeat(np.asarray(self._gap_rows, dtype=np.int64),
+                             [a.size for a in self._gap_ids])
+        else:
+            gaps, ids, rows = np.zeros(0), _EMPTY, _EMPTY
+        max_tbt = np.zeros(self.n)
+        np.maximum.at(max_tbt, ids, gaps)
+        measured = ids >= self.warmup
         return RunResult(
             config=self.config, seed=self.seed, warmup=self.warmup,
             arrival_s=self.arrival_s.copy(), prompt_tokens=self.prompt.copy(),
             output_tokens=self.output.copy(), first_scheduled_s=self.first_scheduled_s.copy(),
             first_token_s=self.first_token_s.copy(), finish_s=self.finish_s.copy(),
-            max_tbt_s=self.max_tbt_s.copy(), gpu=self.gpu_of.copy(),
+            max_tbt_s=max_tbt, gpu=self.gpu_of.copy(),
             preemptions=self.preemptions.copy(), batch_columns=self._batches.trimmed(),
-            tbt_gaps_s=gaps, num_gpus=self.num_gpus)
+            tbt_gaps_s=gaps[measured], tbt_gap_batch=rows[measured], num_gpus=self.num_gpus)

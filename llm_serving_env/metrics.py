@@ -44,9 +44,9 @@ class RunResult:
 
     Per-request arrays have shape (num_requests,), indexed by request id (arrival order).
     ``batch_columns`` holds per-iteration arrays (gpu, start_s, end_s, prefill_tokens,
-    num_prefills, num_decodes, token_load, num_gaps); :attr:`batches` is their DataFrame.
-    ``tbt_gaps_s`` holds every gap between consecutive output tokens of the measured requests,
-    batch by batch (``num_gaps`` per batch).
+    num_prefills, num_decodes, token_load); :attr:`batches` is their DataFrame.
+    ``tbt_gaps_s`` holds every gap between consecutive output tokens of the measured requests
+    (shape (g,)), and ``tbt_gap_batch`` the batch row whose end emitted each of those tokens.
     """
 
     config: SimConfig
@@ -63,6 +63,7 @@ class RunResult:
     preemptions: np.ndarray
     batch_columns: dict[str, np.ndarray]
     tbt_gaps_s: np.ndarray
+    tbt_gap_batch: np.ndarray
     num_gpus: int
 
     # ---------------------------------------------------------------- per-request metrics
@@ -136,7 +137,7 @@ class RunResult:
     def batches(self) -> pd.DataFrame:
         """One row per iteration: gpu, start_s, end_s, prefill_tokens, num_prefills,
         num_decodes, token_load (= prefill_tokens + num_decodes), duration_s."""
-        df = pd.DataFrame({k: v for k, v in self.batch_columns.items() if k != "num_gaps"})
+        df = pd.DataFrame(self.batch_columns)
         df["duration_s"] = df["end_s"] - df["start_s"]
         return df.rename_axis("batch")
 

@@ -29,6 +29,9 @@ def plot_comparison(long: pd.DataFrame) -> Figure:
         ax.bar(x, rows["mean"] * scale, yerr=rows["half_width"].fillna(0) * scale, capsize=4,
                color=plt.cm.tab10(x % 10))
         ax.set_xticks(x, policies, rotation=20, ha="right")
+        values = (rows["mean"] * scale).dropna()
+        if len(values) > 1 and values.min() > 0 and values.max() / values.min() > 50:
+            ax.set_yscale("log")  # policies differ by orders of magnitude
         ax.set_ylabel(label)
         ax.set_xlabel("scheduler")
         ax.grid(axis="y", alpha=0.3)

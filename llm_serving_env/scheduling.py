@@ -58,6 +58,8 @@ class DecisionView:
             queue in FCFS order.
         decoding: int64 (d,), requests bound to this GPU in their decode phase, each ready
             for its next decode (in the order their prefill finished).
+        num_partial: how many leading entries of ``waiting`` are already bound to this GPU
+            (partially prefilled; they hold a slot already).
         resident: requests holding a slot on this GPU (partial prefills + decoding).
         max_batch_tokens, max_batch_requests: the GPU's limits (K and the slot count).
         next_arrival_s: time of the next arrival (inf if none).
@@ -65,16 +67,17 @@ class DecisionView:
     """
 
     __slots__ = (
-        "now_s", "gpu", "waiting", "decoding", "resident", "max_batch_tokens",
+        "now_s", "gpu", "waiting", "num_partial", "decoding", "resident", "max_batch_tokens",
         "max_batch_requests", "next_arrival_s", "requests",
     )
 
-    def __init__(self, now_s: float, gpu: int, waiting: np.ndarray, decoding: np.ndarray,
-                 resident: int, max_batch_tokens: int, max_batch_requests: int,
-                 next_arrival_s: float, requests: RequestTable) -> None:
+    def __init__(self, now_s: float, gpu: int, waiting: np.ndarray, num_partial: int,
+                 decoding: np.ndarray, resident: int, max_batch_tokens: int,
+                 max_batch_requests: int, next_arrival_s: float, requests: RequestTable) -> None:
         self.now_s = now_s
         self.gpu = gpu
         self.waiting = waiting
+        self.num_partial = num_partial
         self.decoding = decoding
         self.resident = resident
         self.max_batch_tokens = max_batch_tokens
