@@ -11,6 +11,7 @@ Rule, for a free GPU with budget ``tau = token_budget``::
     for r in waiting (partially prefilled first, then FCFS), while left > 0:
         if r is new and the GPU has no free slot (max_batch_requests): stop
         chunk = min(remaining_prompt(r), left); add (r, chunk); left -= chunk
+    shorten/drop the last chunks so their KV fits beside the decodes' growth
 
 Parameters: ``token_budget`` (tau, tokens per iteration, <= gpus.max_batch_tokens).
 """
@@ -29,7 +30,6 @@ from llm_serving_env.scheduling import (
     positive_int,
     register_scheduler,
 )
-
 
 _NONE = np.zeros(0, np.int64)
 _NONE.flags.writeable = False
@@ -85,6 +85,8 @@ class HybridScheduler(Scheduler):
         decodes = view.decoding[:budget]
         ids, tokens = chunked_prefill(view, budget - decodes.size,
                                       view.max_batch_requests - view.resident)
+        ids, tokens = view.kv_fit_prefill(ids, tokens, view.kv_room_after_decodes(decodes),
+                                          allow_partial=True)
         if decodes.size == 0 and ids.size == 0:
             return Wait()
         return Batch(prefill_ids=ids, prefill_tokens=tokens, decode_ids=decodes)

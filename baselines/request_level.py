@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from llm_serving_env.batch import Batch, Wait
-from llm_serving_env.config import ConfigError
+from llm_serving_env.config import ConfigError, GpuConfig
 from llm_serving_env.scheduling import DecisionView, Scheduler, register_scheduler
 from llm_serving_env.workload import Workload
 
@@ -35,18 +35,28 @@ def fcfs_whole_prompts(view: DecisionView, token_limit: int, slots: int) -> Batc
     need = view.remaining_prompt(head)
     fits = np.cumsum(need) <= token_limit
     count = int(fits.size if fits.all() else np.argmin(fits))
-    if count == 0:
+    ids, tokens = view.kv_fit_prefill(head[:count], need[:count], view.kv_free_blocks,
+                                      allow_partial=False)
+    if ids.size == 0:
         return None
-    return Batch(prefill_ids=head[:count], prefill_tokens=need[:count])
+    return Batch(prefill_ids=ids, prefill_tokens=tokens)
 
 
-def check_prompts_fit(workload: Workload, max_batch_tokens: int, scheduler: str) -> None:
-    """Error if a prompt exceeds ``max_batch_tokens`` under a policy that cannot chunk."""
-    longest = int(workload.prompt_tokens.max(initial=0))
+def check_prompts_fit(workload: Workload, gpus: GpuConfig, scheduler: str) -> None:
+    """Error if a prefill could exceed ``max_batch_tokens`` under a policy that cannot chunk.
+
+    With limited KV memory a preempted request recomputes prompt + generated tokens, up to
+    L + B - 1, in one prefill, so that bound applies instead of L.
+    """
+    max_batch_tokens = gpus.max_batch_tokens
+    recompute = gpus.kv_capacity_tokens is not None
+    lengths = workload.prompt_tokens + (workload.output_tokens - 1 if recompute else 0)
+    longest = int(lengths.max(initial=0))
     if longest > max_batch_tokens:
+        what = "prefill (prompt + generated tokens after a preemption)" if recompute else "prompt"
         raise ConfigError(
             f"gpus.max_batch_tokens = {max_batch_tokens}: scheduler {scheduler!r} prefills whole "
-            f"prompts, but the workload has a prompt of {longest} tokens, which could never run; "
+            f"prompts, but the workload has a {what} of {longest} tokens, which could never run; "
             "raise gpus.max_batch_tokens, shorten the prompts, or use a chunking scheduler "
             "such as 'hybrid'")
 
@@ -56,7 +66,7 @@ class RequestLevelScheduler(Scheduler):
     """FasterTransformer-style request-level batching (see the module docstring)."""
 
     def check_feasible(self, workload: Workload) -> None:
-        check_prompts_fit(workload, self.sim_config.gpus.max_batch_tokens, self.name)
+        check_prompts_fit(workload, self.sim_config.gpus, self.name)
 
     def schedule(self, view: DecisionView) -> Batch | Wait:
         if view.decoding.size:

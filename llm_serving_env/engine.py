@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from llm_serving_env.batch import Batch, SchedulingError, Wait
+from llm_serving_env.config import ConfigError
 from llm_serving_env.scheduling import DecisionView, RequestTable
 from llm_serving_env.service import ServiceModel
 from llm_serving_env.workload import Workload, generate_workload
@@ -106,6 +107,11 @@ class Simulator:
         self.max_batch_requests = int(gpus.max_batch_requests)
         self.router = gpus.router
         self._num_queues = 1 if self.router == "central" else self.num_gpus
+        self.kv_block_tokens = int(gpus.kv_block_tokens)
+        self.kv_enabled = gpus.kv_capacity_tokens is not None
+        # whole blocks only: a partial block at the end of the cache cannot be used
+        self.kv_capacity_blocks = (int(gpus.kv_capacity_tokens) // self.kv_block_tokens
+                                   if self.kv_enabled else None)
         self._ready = False
 
     # ------------------------------------------------------------------ set-up
@@ -130,6 +136,11 @@ class Simulator:
         self.prompt = np.asarray(w.prompt_tokens, dtype=np.int64)
         self.output = np.asarray(w.output_tokens, dtype=np.int64)
         self.prefilled = np.zeros(n, dtype=np.int64)
+        # tokens the current prefill must cover: the prompt, or prompt + generated tokens when
+        # a preempted request recomputes its KV cache
+        self.target = self.prompt.copy()
+        self.kv_tokens = np.zeros(n, dtype=np.int64)  # tokens whose KV is held (reserved)
+        self.kv_blocks = np.zeros(n, dtype=np.int64)  # paged blocks held
         self.generated = np.zeros(n, dtype=np.int64)
         self.gpu_of = np.full(n, -1, dtype=np.int64)
         self.queue_of = np.full(n, -1, dtype=np.int64)
@@ -140,8 +151,9 @@ class Simulator:
         self.preemptions = np.zeros(n, dtype=np.int32)
         self.table = RequestTable(
             arrival_s=self.arrival_s, prompt_tokens=self.prompt, output_tokens=self.output,
-            prefilled_tokens=self.prefilled, generated_tokens=self.generated,
-            last_token_s=self.last_token_s, gpu=self.gpu_of)
+            prefilled_tokens=self.prefilled, prefill_target_tokens=self.target,
+            generated_tokens=self.generated, last_token_s=self.last_token_s, gpu=self.gpu_of,
+            kv_tokens=self.kv_tokens, kv_blocks=self.kv_blocks)
 
         g = self.num_gpus
         self.now_s = 0.0
@@ -156,6 +168,7 @@ class Simulator:
         self.parked = [False] * g  # waiting for an event or wait_until
         self.wait_until = [_INF] * g
         self.outstanding = np.zeros(g, dtype=np.int64)  # routed/bound and unfinished, per GPU
+        self.kv_used_blocks = [0] * g
         self.num_finished = 0
         self._rr_next = 0
         self._batches = _BatchLog()
@@ -164,6 +177,21 @@ class Simulator:
         self._gaps: list[np.ndarray] = []
         self._gap_rows: list[int] = []
         self._ready = True
+        self._check_kv_feasible()
+
+    def _check_kv_feasible(self) -> None:
+        if not self.kv_enabled or self.n == 0:
+            return
+        # the KV of a request peaks at L + B - 1 tokens (the last output token is never fed back)
+        peak = self.prompt + self.output - 1
+        worst = int(peak.max())
+        blocks = -(-worst // self.kv_block_tokens)
+        if blocks > self.kv_capacity_blocks:
+            raise ConfigError(
+                f"gpus.kv_capacity_tokens = {self.config.gpus.kv_capacity_tokens}: a request "
+                f"needs the KV of {worst} tokens ({blocks} blocks of "
+                f"{self.kv_block_tokens}) at its last decode, more than one GPU holds "
+                f"({self.kv_capacity_blocks} blocks); raise the capacity or shorten requests")
 
     @property
     def done(self) -> bool:
@@ -181,10 +209,12 @@ class Simulator:
         queue = self.queues[q]
         waiting = _frozen(np.concatenate((partial, queue))) if partial.size else queue
         self._view_waiting = waiting
+        kv_free = (self.kv_capacity_blocks - self.kv_used_blocks[g]) if self.kv_enabled else _INF
         return DecisionView(
             self.now_s, g, waiting, partial.size, self.decoding[g],
             partial.size + self.decoding[g].size, self.max_batch_tokens,
-            self.max_batch_requests, self.next_arrival_s, self.table)
+            self.max_batch_requests, self.next_arrival_s, self.table, kv_free,
+            self.kv_block_tokens)
 
     def next_decision(self) -> DecisionView | None:
         """Advance simulated time to the next decision point and return its view.
@@ -275,6 +305,12 @@ class Simulator:
         if not isinstance(action, Batch):
             raise TypeError(f"a policy must return a Batch or a Wait, got {type(action).__name__}")
         num_new = self._check(action, g)
+        if self.kv_enabled:
+            action = self._reserve_kv(action, g)
+            if action is None:  # every request of the batch was preempted: decide again
+                return
+            if num_new:
+                num_new = int((self.gpu_of[action.prefill_ids] < 0).sum())
         pids, ptoks, dids = action.prefill_ids, action.prefill_tokens, action.decode_ids
         prefill_tokens = int(ptoks.sum())
         load = prefill_tokens + int(dids.size)
@@ -283,7 +319,8 @@ class Simulator:
         if num_new:
             new = pids[self.gpu_of[pids] < 0]
             self.gpu_of[new] = g
-            self.first_scheduled_s[new] = self.now_s
+            fresh = new[np.isnan(self.first_scheduled_s[new])]  # not a preempted one coming back
+            self.first_scheduled_s[fresh] = self.now_s
             self.partial[g] = _frozen(np.concatenate((self.partial[g], new)))
             q = 0 if self._num_queues == 1 else g
             queue = self.queues[q]
@@ -305,7 +342,7 @@ class Simulator:
         waiting = self._view_waiting
         if pids.size and (pids is waiting or (pids.base is waiting and pids.strides[0] > 0)):
             # a slice of the view's read-only waiting list: eligible and unique by construction
-            remaining = self.prompt[pids] - self.prefilled[pids]
+            remaining = self.target[pids] - self.prefilled[pids]
             if not ((ptoks >= 1) & (ptoks <= remaining)).all():
                 bad = pids[(ptoks < 1) | (ptoks > remaining)].tolist()[:10]
                 raise SchedulingError("chunk_size", f"chunks of requests {bad} must be between 1 "
@@ -318,7 +355,7 @@ class Simulator:
             owner = self.gpu_of[pids]
             q = 0 if self._num_queues == 1 else g
             eligible = (owner == g) | ((owner < 0) & (self.queue_of[pids] == q))
-            remaining = self.prompt[pids] - self.prefilled[pids]
+            remaining = self.target[pids] - self.prefilled[pids]
             if not (eligible & (remaining > 0)).all():
                 bad = pids[~(eligible & (remaining > 0))].tolist()[:10]
                 raise SchedulingError("not_waiting", f"requests {bad} are not waiting for "
@@ -340,7 +377,7 @@ class Simulator:
             # (a slice of the engine's read-only decode set is valid and unique by construction)
             if dids.min() < 0 or dids.max() >= n:
                 raise SchedulingError("unknown_request", "decode ids out of range")
-            ok = ((self.gpu_of[dids] == g) & (self.prefilled[dids] == self.prompt[dids])
+            ok = ((self.gpu_of[dids] == g) & (self.prefilled[dids] == self.target[dids])
                   & (self.generated[dids] < self.output[dids]))
             if not ok.all():
                 bad = dids[~ok].tolist()[:10]
@@ -379,28 +416,32 @@ class Simulator:
             self.generated[dids] = generated
             finished = generated == self.output[dids]
             if finished.any():
-                done = dids[finished]
-                self.finish_s[done] = end
+                self._finish(dids[finished], g, end)
                 finished_any = True
-                self.num_finished += done.size
-                self.outstanding[g] -= done.size
         if pids.size:
             prefilled = self.prefilled[pids] + batch.prefill_tokens
             self.prefilled[pids] = prefilled
-            now_complete = prefilled == self.prompt[pids]
+            now_complete = prefilled == self.target[pids]
             if now_complete.any():
                 completed = pids[now_complete]
-                self.generated[completed] = 1
-                self.first_token_s[completed] = end
+                before = self.generated[completed]
+                resumed = before > 0  # recomputed after a preemption: emits its next token
+                if resumed.any():
+                    back = completed[resumed]
+                    self._gaps.append(end - self.last_token_s[back])
+                    self._gap_ids.append(back)
+                    self._gap_rows.append(self.in_flight_row[g])
+                    self.first_token_s[completed[~resumed]] = end
+                else:
+                    self.first_token_s[completed] = end
+                after = before + 1
+                self.generated[completed] = after
                 self.last_token_s[completed] = end
                 partial = self.partial[g]
-                self.partial[g] = _frozen(partial[self.prefilled[partial] < self.prompt[partial]])
-                single = self.output[completed] == 1
+                self.partial[g] = _frozen(partial[self.prefilled[partial] < self.target[partial]])
+                single = after == self.output[completed]
                 if single.any():
-                    done = completed[single]
-                    self.finish_s[done] = end
-                    self.num_finished += done.size
-                    self.outstanding[g] -= done.size
+                    self._finish(completed[single], g, end)
                     completed = completed[~single]
                 if completed.size:
                     dec = self.decoding[g]
@@ -411,6 +452,80 @@ class Simulator:
         if finished_any:
             dec = self.decoding[g]
             self.decoding[g] = _frozen(dec[self.generated[dec] < self.output[dec]])
+
+    def _finish(self, done: np.ndarray, g: int, end: float) -> None:
+        self.finish_s[done] = end
+        self.num_finished += done.size
+        self.outstanding[g] -= done.size
+        if self.kv_enabled:
+            self.kv_used_blocks[g] -= int(self.kv_blocks[done].sum())
+            self.kv_blocks[done] = 0
+            self.kv_tokens[done] = 0
+
+    # ------------------------------------------------------------------ KV cache
+    def _reserve_kv(self, batch: Batch, g: int) -> Batch | None:
+        """Reserve the KV blocks ``batch`` needs on GPU ``g``, preempting if decodes need more.
+
+        Decodes grow a request's KV by one token; when they need more blocks than are free,
+        the latest-arrived requests resident on the GPU are preempted by recompute (vLLM's
+        policy) until they fit, and leave the batch. Prefill chunks must then fit in what is
+        left (the policy's job: ``view.kv_free_blocks``), else rule ``kv_memory``.
+        Returns the batch to run (None if nothing of it is left).
+        """
+        bs = self.kv_block_tokens
+        pids, ptoks, dids = batch.prefill_ids, batch.prefill_tokens, batch.decode_ids
+        free = self.kv_capacity_blocks - self.kv_used_blocks[g]
+        dec_need = -(-(self.kv_tokens[dids] + 1) // bs) - self.kv_blocks[dids]
+        if int(dec_need.sum()) > free:
+            residents = np.concatenate((self.partial[g], self.decoding[g]))
+            order = np.sort(residents)[::-1]  # latest arrival first (ids are arrival order)
+            victims = []
+            for r in order.tolist():
+                victims.append(r)
+                free += int(self.kv_blocks[r])
+                keep = ~np.isin(dids, victims)
+                if int(dec_need[keep].sum()) <= free:
+                    break
+            victims_arr = np.asarray(sorted(victims), dtype=np.int64)
+            self._preempt(victims_arr, g)
+            keep_d = ~np.isin(dids, victims_arr)
+            keep_p = ~np.isin(pids, victims_arr)
+            dids, dec_need = dids[keep_d], dec_need[keep_d]
+            pids, ptoks = pids[keep_p], ptoks[keep_p]
+            if dids.size == 0 and pids.size == 0:
+                return None
+            batch = Batch(prefill_ids=pids, prefill_tokens=ptoks, decode_ids=dids)
+            free = self.kv_capacity_blocks - self.kv_used_blocks[g]
+        pre_need = -(-(self.kv_tokens[pids] + ptoks) // bs) - self.kv_blocks[pids]
+        total = int(dec_need.sum()) + int(pre_need.sum())
+        if total > free:
+            raise SchedulingError(
+                "kv_memory", f"the batch needs {total} KV blocks on GPU {g} but {free} are free "
+                "(admit prefills only while they fit in view.kv_free_blocks)")
+        self.kv_blocks[dids] += dec_need
+        self.kv_tokens[dids] += 1
+        self.kv_blocks[pids] += pre_need
+        self.kv_tokens[pids] += ptoks
+        self.kv_used_blocks[g] += total
+        return batch
+
+    def _preempt(self, victims: np.ndarray, g: int) -> None:
+        """Preempt ``victims`` (resident on ``g``) by recompute: free their KV and put them back
+        at the front of their queue, in arrival order; their next prefill covers the prompt
+        and every token generated so far."""
+        self.kv_used_blocks[g] -= int(self.kv_blocks[victims].sum())
+        self.kv_blocks[victims] = 0
+        self.kv_tokens[victims] = 0
+        self.prefilled[victims] = 0
+        self.target[victims] = self.prompt[victims] + self.generated[victims]
+        self.preemptions[victims] += 1
+        self.partial[g] = _frozen(self.partial[g][~np.isin(self.partial[g], victims)])
+        self.decoding[g] = _frozen(self.decoding[g][~np.isin(self.decoding[g], victims)])
+        self.gpu_of[victims] = -1
+        q = 0 if self._num_queues == 1 else g
+        self.queues[q] = _frozen(np.concatenate((victims, self.queues[q])))
+        if self._num_queues == 1:
+            self.outstanding[g] -= victims.size
 
     # ------------------------------------------------------------------ results
     def result(self) -> RunResult:

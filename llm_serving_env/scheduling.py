@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import importlib
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -31,15 +32,20 @@ class RequestTable:
     Attributes (numpy arrays of shape (num_requests,)):
         arrival_s: arrival time, seconds.
         prompt_tokens, output_tokens: L_i and B_i.
-        prefilled_tokens: prompt tokens already processed (== prompt_tokens once prefilled).
+        prefilled_tokens: tokens of the current prefill already processed.
+        prefill_target_tokens: tokens the current prefill must cover: L_i, or L_i plus the
+            tokens generated so far after a preemption (recompute).
         generated_tokens: output tokens already emitted (the first comes with the prefill).
         last_token_s: time the latest output token was emitted (NaN before the first).
-        gpu: GPU the request is bound to (-1 before it is first served).
+        gpu: GPU the request is bound to (-1 while waiting in a queue).
+        kv_tokens, kv_blocks: KV-cache tokens and paged blocks the request holds (only
+            tracked when ``gpus.kv_capacity_tokens`` is set).
     """
 
     __slots__ = (
         "arrival_s", "prompt_tokens", "output_tokens", "prefilled_tokens",
-        "generated_tokens", "last_token_s", "gpu",
+        "prefill_target_tokens", "generated_tokens", "last_token_s", "gpu", "kv_tokens",
+        "kv_blocks",
     )
 
     def __init__(self, **arrays: np.ndarray) -> None:
@@ -64,16 +70,19 @@ class DecisionView:
         max_batch_tokens, max_batch_requests: the GPU's limits (K and the slot count).
         next_arrival_s: time of the next arrival (inf if none).
         requests: the read-only :class:`RequestTable`.
+        kv_free_blocks: free KV-cache blocks on this GPU (inf when memory is unlimited).
+        kv_block_tokens: tokens per KV block.
     """
 
     __slots__ = (
         "now_s", "gpu", "waiting", "num_partial", "decoding", "resident", "max_batch_tokens",
-        "max_batch_requests", "next_arrival_s", "requests",
+        "max_batch_requests", "next_arrival_s", "requests", "kv_free_blocks", "kv_block_tokens",
     )
 
     def __init__(self, now_s: float, gpu: int, waiting: np.ndarray, num_partial: int,
                  decoding: np.ndarray, resident: int, max_batch_tokens: int,
-                 max_batch_requests: int, next_arrival_s: float, requests: RequestTable) -> None:
+                 max_batch_requests: int, next_arrival_s: float, requests: RequestTable,
+                 kv_free_blocks: float = math.inf, kv_block_tokens: int = 16) -> None:
         self.now_s = now_s
         self.gpu = gpu
         self.waiting = waiting
@@ -84,10 +93,53 @@ class DecisionView:
         self.max_batch_requests = max_batch_requests
         self.next_arrival_s = next_arrival_s
         self.requests = requests
+        self.kv_free_blocks = kv_free_blocks
+        self.kv_block_tokens = kv_block_tokens
 
     def remaining_prompt(self, ids: np.ndarray) -> np.ndarray:
-        """Prompt tokens still to prefill for ``ids`` (int64, same shape)."""
-        return self.requests.prompt_tokens[ids] - self.requests.prefilled_tokens[ids]
+        """Prefill tokens still to process for ``ids`` (int64, same shape)."""
+        return self.requests.prefill_target_tokens[ids] - self.requests.prefilled_tokens[ids]
+
+    def kv_blocks_needed(self, ids: np.ndarray, tokens: np.ndarray | int) -> np.ndarray:
+        """Extra KV blocks each of ``ids`` needs to add ``tokens`` tokens (int64, same shape).
+
+        A decode adds 1 token; a prefill chunk adds its size. Zero when memory is unlimited.
+        """
+        if self.kv_free_blocks == math.inf:
+            return np.zeros(np.shape(ids), dtype=np.int64)
+        t = self.requests
+        bs = self.kv_block_tokens
+        return -(-(t.kv_tokens[ids] + tokens) // bs) - t.kv_blocks[ids]
+
+    def kv_room_after_decodes(self, decode_ids: np.ndarray) -> float:
+        """KV blocks left for prefill once ``decode_ids`` have each grown by one token
+        (>= 0; inf when memory is unlimited)."""
+        if self.kv_free_blocks == math.inf:
+            return math.inf
+        return max(0, self.kv_free_blocks - int(self.kv_blocks_needed(decode_ids, 1).sum()))
+
+    def kv_fit_prefill(self, ids: np.ndarray, tokens: np.ndarray, free_blocks: float,
+                       allow_partial: bool) -> tuple[np.ndarray, np.ndarray]:
+        """The longest prefix of the chunks (ids, tokens) whose KV fits in ``free_blocks``.
+
+        With ``allow_partial`` the first chunk that does not fit is shortened to what fits
+        (chunking policies); otherwise it and everything after it are dropped.
+        """
+        if free_blocks == math.inf or ids.size == 0:
+            return ids, tokens
+        need = self.kv_blocks_needed(ids, tokens)
+        count = int(np.searchsorted(np.cumsum(need), free_blocks, side="right"))
+        if count == ids.size or not allow_partial:
+            return ids[:count], tokens[:count]
+        left = int(free_blocks - need[:count].sum())
+        r = ids[count]
+        t = self.requests
+        room = (int(t.kv_blocks[r]) + left) * self.kv_block_tokens - int(t.kv_tokens[r])
+        if room <= 0:
+            return ids[:count], tokens[:count]
+        cut = tokens[: count + 1].copy()
+        cut[-1] = min(int(cut[-1]), room)
+        return ids[: count + 1], cut
 
     def is_resident(self, ids: np.ndarray) -> np.ndarray:
         """Boolean mask: which of ``ids`` already hold a slot on this GPU."""

@@ -161,3 +161,32 @@ def test_central_router_binds_a_request_to_the_gpu_that_first_serves_it():
     # GPU 0 takes r0's first chunk and GPU 1 r1's; every later chunk stays on the same GPU.
     assert res.gpu.tolist() == [0, 1]
     assert (b.groupby("gpu")["prefill_tokens"].sum() == 100).all()
+
+
+def test_kv_pressure_preempts_latest_arrival_by_recompute():
+    # 1-token blocks, room for 12 tokens; two requests of prompt 4 and 6 output tokens
+    # (peak KV 4 + 6 - 1 = 9 tokens each, so both cannot finish side by side).
+    cfg = make_config(num_requests=2, **{"gpus.kv_capacity_tokens": 12,
+                                         "gpus.kv_block_tokens": 1})
+    res = lse.simulate(cfg, "hybrid", workload=workload([0.0, 0.0], [4, 4], [6, 6]))
+    b = res.batches
+    # t=0: both prefill (b=8, 18 ms; KV 8). Two decode pairs (12 ms each; KV 10, then 12).
+    # 0.042: decodes need 2 blocks, none free -> r1 (latest arrival) is preempted; r0 decodes
+    #   alone (11 ms). 0.053: r0 decode + r1 recompute chunk of the 4 tokens that fit (of
+    #   4 + 3 = 7; 15 ms). 0.068: r0's decode needs a block -> r1 preempted again; r0 decodes
+    #   (11 ms) and finishes at 0.079. Then r1 recomputes 7 tokens (17 ms), emitting its 4th
+    #   token at 0.096, and decodes twice more (11 ms each).
+    assert b["prefill_tokens"].tolist() == [8, 0, 0, 0, 4, 0, 7, 0, 0]
+    assert b["num_decodes"].tolist() == [0, 2, 2, 1, 1, 1, 0, 1, 1]
+    np.testing.assert_allclose(res.finish_s, [0.079, 0.118])
+    assert res.preemptions.tolist() == [0, 2]
+    np.testing.assert_allclose(res.ttft_s, [0.018, 0.018])  # the first token is not redone
+    assert res.request_max_tbt_s[1] == pytest.approx(0.096 - 0.042)
+    assert res.summary()["num_preemptions"] == 2
+
+
+def test_kv_capacity_too_small_for_one_request_is_a_clear_error():
+    cfg = make_config(num_requests=1, **{"gpus.kv_capacity_tokens": 8,
+                                         "gpus.kv_block_tokens": 1})
+    with pytest.raises(ConfigError, match="kv_capacity_tokens"):
+        lse.simulate(cfg, "hybrid", workload=workload([0.0], [4], [6]))

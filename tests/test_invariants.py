@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from helpers import make_config
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -17,14 +18,21 @@ POLICIES = ("request_level", "hybrid")
 @st.composite
 def scenarios(draw):
     max_tokens = draw(st.integers(32, 1024))
-    prompt_hi = draw(st.integers(1, max_tokens))  # fits whole, so request_level is feasible
+    out_max = draw(st.integers(1, 20))
+    limited_kv = draw(st.booleans())
+    # prompts (plus generated tokens, recomputed whole after a preemption) fit in one batch,
+    # so request_level is feasible
+    prompt_hi = draw(st.integers(1, max_tokens - (out_max - 1 if limited_kv else 0)))
+    block = draw(st.sampled_from([1, 4, 16]))
+    peak_blocks = -(-(prompt_hi + out_max - 1) // block)
+    kv_capacity = block * draw(st.integers(peak_blocks, 4 * peak_blocks)) if limited_kv else None
     changes = {
         "num_requests": draw(st.integers(1, 60)),
         "warmup_requests": 0,
         "workload.arrival.rate_per_s": draw(st.floats(0.5, 200.0)),
         "workload.prompt_tokens": {"dist": "uniform", "low": 1, "high": prompt_hi},
         "workload.output_tokens": {"dist": "geometric", "mean": draw(st.floats(1.0, 10.0)),
-                                   "max": draw(st.integers(1, 20))},
+                                   "max": out_max},
         "service.noise": draw(st.sampled_from(["deterministic", "exponential"])),
         "service.b0_tokens": draw(st.integers(0, 64)),
         "gpus.count": draw(st.integers(1, 3)),
@@ -32,6 +40,8 @@ def scenarios(draw):
         "gpus.max_batch_tokens": max_tokens,
         "gpus.max_batch_requests": draw(st.integers(1, 16)),
         "scheduler.token_budget": draw(st.integers(1, max_tokens)),
+        "gpus.kv_capacity_tokens": kv_capacity,
+        "gpus.kv_block_tokens": block,
     }
     changes["warmup_requests"] = draw(st.integers(0, changes["num_requests"] - 1))
     return make_config(**changes), draw(st.sampled_from(POLICIES)), draw(st.integers(0, 2**16))
@@ -45,18 +55,41 @@ def run_and_record(cfg, policy, seed):
     sched.check_feasible(sim.workload)
     sched.reset(sim.policy_rng)
     executed = []
+    capacity = sim.kv_capacity_blocks
     while (view := sim.next_decision()) is not None:
         action = sched.schedule(view)
-        if isinstance(action, lse.Batch):
-            executed.append((view.gpu, view.now_s, action))
         sim.execute(action)
+        if isinstance(action, lse.Batch):
+            # the engine may have dropped preempted requests: record what actually runs
+            ran = sim.in_flight[view.gpu]
+            if ran is not None:
+                executed.append((view.gpu, view.now_s, ran))
+        if capacity is not None:
+            assert max(sim.kv_used_blocks) <= capacity
+            assert sim.kv_used_blocks == [int(sim.kv_blocks[sim.gpu_of == g].sum())
+                                          for g in range(sim.num_gpus)]
+    assert (sim.generated == sim.output).all()
     return sim.result(), executed
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(scenarios())
 def test_invariants_hold(scenario):
-    cfg, policy, seed = scenario
+    check_invariants(*scenario)
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+def test_invariants_hold_under_heavy_kv_pressure(policy):
+    cfg = make_config(**{
+        "num_requests": 400, "workload.arrival.rate_per_s": 50.0,
+        "workload.prompt_tokens": {"dist": "uniform", "low": 8, "high": 64},
+        "workload.output_tokens": {"dist": "geometric", "mean": 12, "max": 40},
+        "gpus.kv_capacity_tokens": 256, "gpus.kv_block_tokens": 16, "gpus.count": 2})
+    res = check_invariants(cfg, policy, seed=3)
+    assert res.preemptions.sum() > 10  # the scenario really exercises preemption
+
+
+def check_invariants(cfg, policy, seed):
     res, executed = run_and_record(cfg, policy, seed)
     n = cfg.num_requests
     # every request finished and emitted exactly its output tokens:
@@ -72,8 +105,11 @@ def test_invariants_hold(scenario):
         np.add.at(prefill, batch.prefill_ids, batch.prefill_tokens)
         # token load never exceeds the limit
         assert batch.token_load <= cfg.gpus.max_batch_tokens
-    np.testing.assert_array_equal(decodes + 1, res.output_tokens)
-    np.testing.assert_array_equal(prefill, res.prompt_tokens)
+    # a request preempted while decoding emits its next token when its recompute ends
+    calm = res.preemptions == 0
+    np.testing.assert_array_equal(decodes[calm] + 1, res.output_tokens[calm])
+    np.testing.assert_array_equal(prefill[calm], res.prompt_tokens[calm])
+    assert (decodes + 1 <= res.output_tokens).all() and (prefill >= res.prompt_tokens).all()
     # time never runs backwards: per GPU, batches start after the previous one ended,
     # decisions come in nondecreasing time, and each request's milestones are ordered
     b = res.batches
@@ -91,6 +127,7 @@ def test_invariants_hold(scenario):
     assert res.tbt_gaps_s.size == (res.output_tokens[m] - 1).sum()
     # residents per GPU never exceed max_batch_requests (checked at every batch start)
     assert (b["num_prefills"] + b["num_decodes"] <= cfg.gpus.max_batch_requests).all()
+    return res
 
 
 @settings(max_examples=15, deadline=None)
