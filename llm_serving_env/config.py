@@ -821,6 +821,7 @@ class ServiceConfig:
     b0_tokens: int
     noise: str = "deterministic"
     cv: float | None = None
+    preset: str | None = None  # the named preset the fields came from (documentation only)
 
     def __post_init__(self) -> None:
         model = _choice("model", self.model, SERVICE_MODELS)
@@ -846,6 +847,19 @@ class ServiceConfig:
 
     @classmethod
     def from_dict(cls, d: Any, path: str = "service") -> ServiceConfig:
+        """Fields from ``d``; with ``preset: NAME`` the preset's fields are the defaults."""
+        d = _mapping(path, d)
+        name = d.get("preset")
+        if name is not None:
+            from llm_serving_env.presets import SERVICE_PRESETS
+
+            if not isinstance(name, str) or name not in SERVICE_PRESETS:
+                close = difflib.get_close_matches(str(name), SERVICE_PRESETS, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise ConfigError(
+                    f"unknown service preset{hint}; available: {', '.join(SERVICE_PRESETS)}",
+                    f"{path}.preset", name)
+            d = {**SERVICE_PRESETS[name], **d}
         return _from_flat_dict(cls, d, path)
 
 
