@@ -971,6 +971,96 @@ class SloConfig:
         return _from_flat_dict(cls, d, path)
 
 
+@dataclass(frozen=True)
+class PoolConfig:
+    """One pool of a disaggregated deployment: ``count`` GPUs, optionally their own service
+    model and scheduler (None = the top-level ``service`` / ``scheduler``)."""
+
+    count: int = 1
+    service: ServiceConfig | None = None
+    scheduler: SchedulerConfig | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "count", _int("count", self.count, ge=1))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "count": self.count,
+            "service": None if self.service is None else self.service.to_dict(),
+            "scheduler": None if self.scheduler is None else self.scheduler.to_dict(),
+        }
+
+    @classmethod
+    def from_dict(cls, d: Any, path: str) -> PoolConfig:
+        d = _mapping(path, d)
+        _check_keys(path, d, ("count", "service", "scheduler"), ())
+        kwargs: dict[str, Any] = {}
+        if "count" in d:
+            kwargs["count"] = d["count"]
+        if d.get("service") is not None:
+            kwargs["service"] = ServiceConfig.from_dict(d["service"], f"{path}.service")
+        if d.get("scheduler") is not None:
+            kwargs["scheduler"] = SchedulerConfig.from_dict(d["scheduler"], f"{path}.scheduler")
+        return _construct(cls, path, kwargs)
+
+
+@dataclass(frozen=True)
+class DisaggregationConfig:
+    """Separate prefill and decode pools (DistServe / Splitwise).
+
+    GPUs ``0 .. prefill.count - 1`` only prefill; the rest only decode. A request's prefill
+    emits its first token on a prefill GPU; its KV cache then moves to a decode GPU, taking
+    ``kv_tokens * kv_bytes_per_token / (bandwidth_gb_per_s * 1e9) + latency_ms / 1000``
+    seconds (``bandwidth_gb_per_s: null`` = instantaneous bytes), and it joins the decode
+    GPU with the fewest outstanding requests. ``gpus.count`` must equal the two counts' sum.
+    """
+
+    prefill: PoolConfig = field(default_factory=PoolConfig)
+    decode: PoolConfig = field(default_factory=PoolConfig)
+    kv_bytes_per_token: float = 0.0
+    bandwidth_gb_per_s: float | None = None
+    latency_ms: float = 0.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(
+            self, "kv_bytes_per_token", _float("kv_bytes_per_token", self.kv_bytes_per_token,
+                                               ge=0.0))
+        if self.bandwidth_gb_per_s is not None:
+            object.__setattr__(self, "bandwidth_gb_per_s",
+                               _float("bandwidth_gb_per_s", self.bandwidth_gb_per_s, gt=0.0))
+        object.__setattr__(self, "latency_ms", _float("latency_ms", self.latency_ms, ge=0.0))
+
+    def transfer_s(self, kv_tokens: Any) -> Any:
+        """KV transfer time in seconds for ``kv_tokens`` tokens (scalar or array)."""
+        seconds = self.latency_ms / 1000.0
+        if self.bandwidth_gb_per_s is None:
+            return kv_tokens * 0.0 + seconds
+        return kv_tokens * self.kv_bytes_per_token / (self.bandwidth_gb_per_s * 1e9) + seconds
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "prefill": self.prefill.to_dict(),
+            "decode": self.decode.to_dict(),
+            "kv_bytes_per_token": self.kv_bytes_per_token,
+            "bandwidth_gb_per_s": self.bandwidth_gb_per_s,
+            "latency_ms": self.latency_ms,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Any, path: str = "disaggregation") -> DisaggregationConfig:
+        d = _mapping(path, d)
+        keys = ("prefill", "decode", "kv_bytes_per_token", "bandwidth_gb_per_s", "latency_ms")
+        _check_keys(path, d, keys, ("prefill", "decode"))
+        kwargs: dict[str, Any] = {
+            "prefill": PoolConfig.from_dict(d["prefill"], f"{path}.prefill"),
+            "decode": PoolConfig.from_dict(d["decode"], f"{path}.decode"),
+        }
+        for key in keys[2:]:
+            if key in d:
+                kwargs[key] = d[key]
+        return _construct(cls, path, kwargs)
+
+
 _TOP_KEYS: tuple[str, ...] = (
     "num_requests",
     "warmup_requests",
@@ -979,6 +1069,7 @@ _TOP_KEYS: tuple[str, ...] = (
     "gpus",
     "scheduler",
     "slo",
+    "disaggregation",
 )
 _TOP_REQUIRED: tuple[str, ...] = ("num_requests", "workload", "service")
 
@@ -998,6 +1089,7 @@ class SimConfig:
     gpus: GpuConfig = field(default_factory=GpuConfig)
     scheduler: SchedulerConfig = field(default_factory=_default_scheduler)
     slo: SloConfig | None = None
+    disaggregation: DisaggregationConfig | None = None
 
     def __post_init__(self) -> None:
         n = _int("num_requests", self.num_requests, ge=1)
@@ -1023,6 +1115,13 @@ class SimConfig:
                 raise ConfigError(f"must be a {cls.__name__}", name, getattr(self, name))
         if self.slo is not None and not isinstance(self.slo, SloConfig):
             raise ConfigError("must be null or a SloConfig", "slo", self.slo)
+        dis = self.disaggregation
+        if dis is not None:
+            total = dis.prefill.count + dis.decode.count
+            if self.gpus.count != total:
+                raise ConfigError(
+                    f"must equal disaggregation.prefill.count + disaggregation.decode.count "
+                    f"(= {total})", "gpus.count", self.gpus.count)
 
     # -- dict / YAML form ------------------------------------------------------------------
 
@@ -1036,6 +1135,8 @@ class SimConfig:
             "gpus": self.gpus.to_dict(),
             "scheduler": self.scheduler.to_dict(),
             "slo": None if self.slo is None else self.slo.to_dict(),
+            "disaggregation": (None if self.disaggregation is None
+                               else self.disaggregation.to_dict()),
         }
 
     @classmethod
@@ -1056,6 +1157,8 @@ class SimConfig:
             kwargs["scheduler"] = SchedulerConfig.from_dict(d["scheduler"], "scheduler")
         if d.get("slo") is not None:
             kwargs["slo"] = SloConfig.from_dict(d["slo"], "slo")
+        if d.get("disaggregation") is not None:
+            kwargs["disaggregation"] = DisaggregationConfig.from_dict(d["disaggregation"])
         return cls(**kwargs)
 
     def replace(self, changes: Mapping[str, Any] | None = None, **kwargs: Any) -> SimConfig:
@@ -1078,7 +1181,7 @@ class SimConfig:
 
 
 #: Blocks whose sub-keys may be added by ``replace`` (scheduler parameters; optional blocks).
-_OPEN_BLOCKS: tuple[str, ...] = ("scheduler", "slo")
+_OPEN_BLOCKS: tuple[str, ...] = ("scheduler", "slo", "disaggregation")
 
 
 def _set_path(d: dict[str, Any], dotted: Any, value: Any) -> None:

@@ -22,13 +22,14 @@ requests with vector operations.
 
 from __future__ import annotations
 
+import heapq
 import math
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from llm_serving_env.batch import Batch, SchedulingError, Wait
-from llm_serving_env.config import ConfigError
+from llm_serving_env.config import ConfigError, ServiceConfig
 from llm_serving_env.scheduling import DecisionView, RequestTable
 from llm_serving_env.service import ServiceModel
 from llm_serving_env.workload import Workload, generate_workload
@@ -107,6 +108,14 @@ class Simulator:
         self.max_batch_requests = int(gpus.max_batch_requests)
         self.router = gpus.router
         self._num_queues = 1 if self.router == "central" else self.num_gpus
+        dis = config.disaggregation
+        self.disaggregation = dis
+        if dis is None:
+            self.roles = ["mixed"] * self.num_gpus
+        else:
+            self.roles = ["prefill"] * dis.prefill.count + ["decode"] * dis.decode.count
+        self._prefill_gpus = [g for g, r in enumerate(self.roles) if r != "decode"]
+        self._decode_pool = [g for g, r in enumerate(self.roles) if r == "decode"]
         self.kv_block_tokens = int(gpus.kv_block_tokens)
         self.kv_enabled = gpus.kv_capacity_tokens is not None
         # whole blocks only: a partial block at the end of the cache cannot be used
@@ -126,8 +135,10 @@ class Simulator:
             self.workload = generate_workload(
                 self.config.workload, self.config.num_requests, workload_ss)
         self.policy_rng = np.random.default_rng(policy_ss)
-        self.service = ServiceModel.from_config(
-            self.config.service, np.random.default_rng(service_ss))
+        # one noise stream per GPU, so a GPU's service times do not depend on the others'
+        self.services = [
+            ServiceModel.from_config(self._service_config(g), np.random.default_rng(ss))
+            for g, ss in enumerate(service_ss.spawn(self.num_gpus))]
         w = self.workload
         n = len(w)
         self.n = n
@@ -142,7 +153,8 @@ class Simulator:
         self.kv_tokens = np.zeros(n, dtype=np.int64)  # tokens whose KV is held (reserved)
         self.kv_blocks = np.zeros(n, dtype=np.int64)  # paged blocks held
         self.generated = np.zeros(n, dtype=np.int64)
-        self.gpu_of = np.full(n, -1, dtype=np.int64)
+        self.gpu_of = np.full(n, -1, dtype=np.int64)  # -1 queued, -2 moving to a decode GPU
+        self.first_gpu = np.full(n, -1, dtype=np.int64)
         self.queue_of = np.full(n, -1, dtype=np.int64)
         self.first_scheduled_s = np.full(n, np.nan)
         self.first_token_s = np.full(n, np.nan)
@@ -169,6 +181,9 @@ class Simulator:
         self.wait_until = [_INF] * g
         self.outstanding = np.zeros(g, dtype=np.int64)  # routed/bound and unfinished, per GPU
         self.kv_used_blocks = [0] * g
+        self.handoff: list[list[int]] = [[] for _ in range(g)]  # arrived at a decode GPU, FIFO
+        self._transfers: list[tuple[float, int, int, int, int]] = []  # heap of KV transfers
+        self._transfer_seq = 0
         self.num_finished = 0
         self._rr_next = 0
         self._batches = _BatchLog()
@@ -178,6 +193,14 @@ class Simulator:
         self._gap_rows: list[int] = []
         self._ready = True
         self._check_kv_feasible()
+
+    def _service_config(self, g: int) -> ServiceConfig:
+        """The service model of GPU ``g``: its pool's, else the top-level one."""
+        dis = self.disaggregation
+        pool = None if dis is None else (dis.prefill if self.roles[g] == "prefill" else dis.decode)
+        if pool is not None and pool.service is not None:
+            return pool.service
+        return self.config.service
 
     def _check_kv_feasible(self) -> None:
         if not self.kv_enabled or self.n == 0:
@@ -200,13 +223,14 @@ class Simulator:
 
     # ------------------------------------------------------------------ decisions
     def _has_work(self, g: int) -> bool:
-        q = 0 if self._num_queues == 1 else g
-        return bool(self.decoding[g].size or self.partial[g].size or self.queues[q].size)
+        if self.decoding[g].size or self.partial[g].size:
+            return True
+        return self.roles[g] != "decode" and self.queues[0 if self._num_queues == 1 else g].size > 0
 
     def _view(self, g: int) -> DecisionView:
         q = 0 if self._num_queues == 1 else g
         partial = self.partial[g]
-        queue = self.queues[q]
+        queue = self.queues[q] if self.roles[g] != "decode" else _EMPTY
         waiting = _frozen(np.concatenate((partial, queue))) if partial.size else queue
         self._view_waiting = waiting
         kv_free = (self.kv_capacity_blocks - self.kv_used_blocks[g]) if self.kv_enabled else _INF
@@ -214,7 +238,7 @@ class Simulator:
             self.now_s, g, waiting, partial.size, self.decoding[g],
             partial.size + self.decoding[g].size, self.max_batch_tokens,
             self.max_batch_requests, self.next_arrival_s, self.table, kv_free,
-            self.kv_block_tokens)
+            self.kv_block_tokens, self.roles[g])
 
     def next_decision(self) -> DecisionView | None:
         """Advance simulated time to the next decision point and return its view.
@@ -238,7 +262,8 @@ class Simulator:
             t_arrival = self.next_arrival_s
             t_batch = min(busy)
             t_wait = min(wait_until)
-            t = min(t_arrival, t_batch, t_wait)
+            t_transfer = self._transfers[0][0] if self._transfers else _INF
+            t = min(t_arrival, t_batch, t_wait, t_transfer)
             if t == _INF:
                 raise SchedulingError(
                     "deadlock",
@@ -251,6 +276,9 @@ class Simulator:
                 for g in gpus:
                     if busy[g] == t:
                         self._complete(g)
+                event = True
+            if t_transfer == t:
+                self._land_transfers(t)
                 event = True
             if t_arrival == t:
                 self._admit_arrivals(t)
@@ -276,18 +304,20 @@ class Simulator:
             self.queues[0] = _frozen(np.concatenate((self.queues[0], new)))
             return
         for i in range(start, stop):
-            g = self._route(i)
+            g = self._route()
             self.queue_of[i] = g
             self.outstanding[g] += 1
             self.queues[g] = _frozen(np.append(self.queues[g], i))
 
-    def _route(self, request_id: int) -> int:
+    def _route(self) -> int:
+        """GPU (of those that prefill) for a new arrival under a per-GPU router."""
+        gpus = self._prefill_gpus
         if self.router == "round_robin":
-            g = self._rr_next
-            self._rr_next = (g + 1) % self.num_gpus
+            g = gpus[self._rr_next]
+            self._rr_next = (self._rr_next + 1) % len(gpus)
             return g
         if self.router == "jsq":
-            return int(np.argmin(self.outstanding))
+            return gpus[int(np.argmin(self.outstanding[gpus]))]
         raise ValueError(f"gpus.router = {self.router!r}: not supported by the engine")
 
     # ------------------------------------------------------------------ execution
@@ -314,13 +344,14 @@ class Simulator:
         pids, ptoks, dids = action.prefill_ids, action.prefill_tokens, action.decode_ids
         prefill_tokens = int(ptoks.sum())
         load = prefill_tokens + int(dids.size)
-        duration = self.service.sample_s(load)
+        duration = self.services[g].sample_s(load)
         end = self.now_s + duration
         if num_new:
             new = pids[self.gpu_of[pids] < 0]
             self.gpu_of[new] = g
             fresh = new[np.isnan(self.first_scheduled_s[new])]  # not a preempted one coming back
             self.first_scheduled_s[fresh] = self.now_s
+            self.first_gpu[fresh] = g
             self.partial[g] = _frozen(np.concatenate((self.partial[g], new)))
             q = 0 if self._num_queues == 1 else g
             queue = self.queues[q]
@@ -338,6 +369,8 @@ class Simulator:
         if pids.size == 0 and dids.size == 0:
             raise SchedulingError("empty", "a Batch must contain a prefill chunk or a decode; "
                                            "return Wait() to idle")
+        if pids.size and self.roles[g] == "decode":
+            raise SchedulingError("role", f"GPU {g} is in the decode pool and cannot prefill")
         n = self.n
         waiting = self._view_waiting
         if pids.size and (pids is waiting or (pids.base is waiting and pids.strides[0] > 0)):
@@ -443,7 +476,9 @@ class Simulator:
                 if single.any():
                     self._finish(completed[single], g, end)
                     completed = completed[~single]
-                if completed.size:
+                if completed.size and self.roles[g] == "prefill":
+                    self._start_transfers(completed, g, end)
+                elif completed.size:
                     dec = self.decoding[g]
                     if finished_any:
                         dec = dec[self.generated[dec] < self.output[dec]]
@@ -452,6 +487,8 @@ class Simulator:
         if finished_any:
             dec = self.decoding[g]
             self.decoding[g] = _frozen(dec[self.generated[dec] < self.output[dec]])
+        if self.handoff[g]:  # slots or KV may have been freed
+            self._admit_handoffs(g)
 
     def _finish(self, done: np.ndarray, g: int, end: float) -> None:
         self.finish_s[done] = end
@@ -461,6 +498,56 @@ class Simulator:
             self.kv_used_blocks[g] -= int(self.kv_blocks[done].sum())
             self.kv_blocks[done] = 0
             self.kv_tokens[done] = 0
+
+    # ------------------------------------------------------------------ disaggregation
+    def _start_transfers(self, ids: np.ndarray, src: int, t: float) -> None:
+        """Send finished prefills from prefill GPU ``src`` to the decode GPU with the fewest
+        outstanding requests; each lands after its KV transfer time."""
+        pool = self._decode_pool
+        seconds = self.disaggregation.transfer_s(self.kv_tokens[ids] if self.kv_enabled
+                                                 else self.target[ids])
+        self.outstanding[src] -= ids.size
+        for r, dt in zip(ids.tolist(), np.broadcast_to(seconds, ids.shape).tolist(), strict=True):
+            dst = pool[int(np.argmin(self.outstanding[pool]))]
+            self.outstanding[dst] += 1
+            self.gpu_of[r] = -2
+            self._transfer_seq += 1
+            heapq.heappush(self._transfers, (t + dt, self._transfer_seq, r, src, dst))
+
+    def _land_transfers(self, t: float) -> None:
+        """KV transfers that end at ``t``: free the source's KV, queue at the destination."""
+        landed = set()
+        while self._transfers and self._transfers[0][0] == t:
+            _, _, r, src, dst = heapq.heappop(self._transfers)
+            if self.kv_enabled:
+                self.kv_used_blocks[src] -= int(self.kv_blocks[r])
+                self.kv_blocks[r] = 0
+            self.handoff[dst].append(r)
+            landed.add(dst)
+        for dst in sorted(landed):
+            self._admit_handoffs(dst)
+
+    def _admit_handoffs(self, g: int) -> None:
+        """Move requests waiting at decode GPU ``g`` into its decode set, FIFO, while slots and
+        KV blocks allow."""
+        queue = self.handoff[g]
+        admitted = []
+        resident = self.decoding[g].size
+        bs = self.kv_block_tokens
+        while queue and resident < self.max_batch_requests:
+            r = queue[0]
+            if self.kv_enabled:
+                need = -(-int(self.kv_tokens[r]) // bs)
+                if need > self.kv_capacity_blocks - self.kv_used_blocks[g]:
+                    break
+                self.kv_blocks[r] = need
+                self.kv_used_blocks[g] += need
+            admitted.append(queue.pop(0))
+            resident += 1
+        if admitted:
+            ids = np.asarray(admitted, dtype=np.int64)
+            self.gpu_of[ids] = g
+            self.decoding[g] = _frozen(np.concatenate((self.decoding[g], ids)))
 
     # ------------------------------------------------------------------ KV cache
     def _reserve_kv(self, batch: Batch, g: int) -> Batch | None:
@@ -522,10 +609,16 @@ class Simulator:
         self.partial[g] = _frozen(self.partial[g][~np.isin(self.partial[g], victims)])
         self.decoding[g] = _frozen(self.decoding[g][~np.isin(self.decoding[g], victims)])
         self.gpu_of[victims] = -1
-        q = 0 if self._num_queues == 1 else g
-        self.queues[q] = _frozen(np.concatenate((victims, self.queues[q])))
         if self._num_queues == 1:
+            self.queues[0] = _frozen(np.concatenate((victims, self.queues[0])))
             self.outstanding[g] -= victims.size
+        else:  # back to the queue of the GPU they were routed to
+            for q in np.unique(self.queue_of[victims]).tolist():
+                mine = victims[self.queue_of[victims] == q]
+                self.queues[q] = _frozen(np.concatenate((mine, self.queues[q])))
+                if q != g:
+                    self.outstanding[g] -= mine.size
+                    self.outstanding[q] += mine.size
 
     # ------------------------------------------------------------------ results
     def result(self) -> RunResult:
@@ -547,6 +640,6 @@ class Simulator:
             arrival_s=self.arrival_s.copy(), prompt_tokens=self.prompt.copy(),
             output_tokens=self.output.copy(), first_scheduled_s=self.first_scheduled_s.copy(),
             first_token_s=self.first_token_s.copy(), finish_s=self.finish_s.copy(),
-            max_tbt_s=max_tbt, gpu=self.gpu_of.copy(),
+            max_tbt_s=max_tbt, gpu=self.gpu_of.copy(), first_gpu=self.first_gpu.copy(),
             preemptions=self.preemptions.copy(), batch_columns=self._batches.trimmed(),
             tbt_gaps_s=gaps[measured], tbt_gap_batch=rows[measured], num_gpus=self.num_gpus)

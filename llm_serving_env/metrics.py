@@ -60,6 +60,7 @@ class RunResult:
     finish_s: np.ndarray
     max_tbt_s: np.ndarray
     gpu: np.ndarray
+    first_gpu: np.ndarray
     preemptions: np.ndarray
     batch_columns: dict[str, np.ndarray]
     tbt_gaps_s: np.ndarray
@@ -116,7 +117,11 @@ class RunResult:
     # ---------------------------------------------------------------- tables
     @cached_property
     def requests(self) -> pd.DataFrame:
-        """One row per request (warm-up ones included, flagged by the ``warmup`` column)."""
+        """One row per request (warm-up ones included, flagged by the ``warmup`` column).
+
+        ``gpu`` is the GPU that finished the request, ``first_gpu`` the one that first served
+        it (they differ under disaggregation, where prefill and decode pools are separate).
+        """
         return pd.DataFrame({
             "arrival_s": self.arrival_s,
             "prompt_tokens": self.prompt_tokens,
@@ -129,6 +134,7 @@ class RunResult:
             "max_tbt_s": self.request_max_tbt_s,
             "queue_wait_s": self.queue_wait_s,
             "gpu": self.gpu,
+            "first_gpu": self.first_gpu,
             "preemptions": self.preemptions,
             "warmup": ~self.measured,
         }).rename_axis("request_id")

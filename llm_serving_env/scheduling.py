@@ -72,17 +72,21 @@ class DecisionView:
         requests: the read-only :class:`RequestTable`.
         kv_free_blocks: free KV-cache blocks on this GPU (inf when memory is unlimited).
         kv_block_tokens: tokens per KV block.
+        role: ``"mixed"`` (prefill and decode), or under disaggregation ``"prefill"`` or
+            ``"decode"`` (a decode GPU's ``waiting`` is always empty).
     """
 
     __slots__ = (
         "now_s", "gpu", "waiting", "num_partial", "decoding", "resident", "max_batch_tokens",
         "max_batch_requests", "next_arrival_s", "requests", "kv_free_blocks", "kv_block_tokens",
+        "role",
     )
 
     def __init__(self, now_s: float, gpu: int, waiting: np.ndarray, num_partial: int,
                  decoding: np.ndarray, resident: int, max_batch_tokens: int,
                  max_batch_requests: int, next_arrival_s: float, requests: RequestTable,
-                 kv_free_blocks: float = math.inf, kv_block_tokens: int = 16) -> None:
+                 kv_free_blocks: float = math.inf, kv_block_tokens: int = 16,
+                 role: str = "mixed") -> None:
         self.now_s = now_s
         self.gpu = gpu
         self.waiting = waiting
@@ -95,6 +99,7 @@ class DecisionView:
         self.requests = requests
         self.kv_free_blocks = kv_free_blocks
         self.kv_block_tokens = kv_block_tokens
+        self.role = role
 
     def remaining_prompt(self, ids: np.ndarray) -> np.ndarray:
         """Prefill tokens still to process for ``ids`` (int64, same shape)."""
@@ -245,7 +250,45 @@ def make_scheduler(sim_config: SimConfig, name: str | None = None) -> Scheduler:
 
     When ``name`` differs from the config's scheduler, the config's parameters are used only if
     they are valid for the named scheduler's ``Config``; otherwise its defaults apply.
+    Under disaggregation the result is a :class:`PooledScheduler`: each pool uses its own
+    ``scheduler`` block if it has one, else this one.
     """
+    dis = sim_config.disaggregation
+    if dis is None:
+        return _make_single(sim_config, name)
+    by_role = {}
+    for role, pool in (("prefill", dis.prefill), ("decode", dis.decode)):
+        if pool.scheduler is None:
+            by_role[role] = _make_single(sim_config, name)
+        else:
+            own = sim_config.replace({"scheduler": pool.scheduler.to_dict()})
+            by_role[role] = _make_single(own, None)
+    return PooledScheduler(by_role, sim_config)
+
+
+class PooledScheduler(Scheduler):
+    """One scheduler per pool of a disaggregated deployment, chosen by ``view.role``."""
+
+    name = "pooled"
+
+    def __init__(self, by_role: dict[str, Scheduler], sim_config: SimConfig) -> None:
+        super().__init__(None, sim_config)
+        self.by_role = by_role
+
+    def reset(self, rng: np.random.Generator) -> None:
+        super().reset(rng)
+        for scheduler in self.by_role.values():
+            scheduler.reset(rng)
+
+    def check_feasible(self, workload: Workload) -> None:
+        for scheduler in self.by_role.values():
+            scheduler.check_feasible(workload)
+
+    def schedule(self, view: DecisionView) -> Batch | Wait:
+        return self.by_role[view.role].schedule(view)
+
+
+def _make_single(sim_config: SimConfig, name: str | None) -> Scheduler:
     config_name = sim_config.scheduler.name
     cls = scheduler_class(name or config_name)
     params = dict(sim_config.scheduler.params)

@@ -66,7 +66,11 @@ def run_and_record(cfg, policy, seed):
                 executed.append((view.gpu, view.now_s, ran))
         if capacity is not None:
             assert max(sim.kv_used_blocks) <= capacity
-            assert sim.kv_used_blocks == [int(sim.kv_blocks[sim.gpu_of == g].sum())
+            # blocks are held by requests bound to the GPU or moving away from it
+            holder = sim.gpu_of.copy()
+            for _, _, r, src, _ in sim._transfers:
+                holder[r] = src
+            assert sim.kv_used_blocks == [int(sim.kv_blocks[holder == g].sum())
                                           for g in range(sim.num_gpus)]
     assert (sim.generated == sim.output).all()
     return sim.result(), executed
