@@ -276,11 +276,12 @@ def capacity(
             rate = bad.rate_per_s / 2.0
             if rate < start / MAX_SHRINK:
                 raise CapacityError(
-                    f"no arrival rate meets SLO attainment >= {target:g} for {name}: even "
-                    f"{bad.rate_per_s:.4g} req/s ({MAX_SHRINK:g} times below the start "
-                    f"{start:.4g} req/s) gives attainment {bad.attainment} "
-                    f"(stable={bad.stable}); the SLO (ttft_ms={base.slo.ttft_ms:g}, "
-                    f"tbt_ms={base.slo.tbt_ms:g}) looks unreachable")
+                    f"no arrival rate meets SLO attainment >= {target:g} for {name}: every "
+                    f"rate from {start:.4g} down to {bad.rate_per_s:.4g} req/s fails (the "
+                    f"search stops below start / {MAX_SHRINK:g}); at {bad.rate_per_s:.4g} "
+                    f"req/s the attainment is {bad.attainment} (stable={bad.stable}). The "
+                    f"SLO (ttft_ms={base.slo.ttft_ms:g}, tbt_ms={base.slo.tbt_ms:g}) looks "
+                    f"unreachable even without queueing")
             probe(rate)
             good, bad = bracket()
         while bad is None:  # double until a rate fails

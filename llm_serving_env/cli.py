@@ -3,6 +3,7 @@
 Subcommands:
     simulate   one run; prints the summary table, ``--json`` writes it
     compare    several schedulers over replications with common random numbers; mean ± 95% CI
+    capacity   largest arrival rate whose SLO attainment meets a target (bisection)
 
 Every subcommand takes ``--config FILE|PRESET`` and any number of ``--set key.path=value``.
 """
@@ -91,6 +92,34 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_capacity(args: argparse.Namespace) -> int:
+    """Search the SLO capacity (req/s) of one policy; print the bracket and the probe table."""
+    from llm_serving_env.capacity import CapacityError, capacity
+
+    cfg = _load(args)
+    t0 = time.perf_counter()
+    try:
+        result = capacity(cfg, policy=args.policy, slo_attainment=args.target,
+                          replications=args.replications, rel_tol=args.rel_tol,
+                          low_rate_per_s=args.low, high_rate_per_s=args.high, seed=args.seed)
+    except ConfigError:
+        raise  # reported by main() with exit code 2
+    except (CapacityError, ValueError) as exc:
+        print(f"llm-serving: error: {exc}", file=sys.stderr)
+        return 1
+    wall = time.perf_counter() - t0
+    print(result)
+    print(f"  wall={wall:.2f}s, {cfg.num_requests} requests per run (warm-up "
+          f"{cfg.warmup_requests})")
+    with pd.option_context("display.width", 200, "display.max_columns", 20):
+        print(result.probes.to_string(float_format=lambda x: f"{x:.4g}"))
+    if args.json:
+        out = _write_parent(args.json)
+        out.write_text(json.dumps(result.to_dict(), indent=2))
+        print(f"wrote {out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="llm-serving", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -112,6 +141,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, metavar="CSV", help="write the long table as CSV")
     p.add_argument("--plot", default=None, metavar="PNG", help="write a comparison plot")
     p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("capacity",
+                       help="largest arrival rate whose SLO attainment meets a target")
+    _add_config_args(p)
+    p.add_argument("--policy", default=None, help="scheduler name (default: the config's)")
+    p.add_argument("--target", type=float, default=0.9,
+                   help="SLO attainment target in (0, 1) (default 0.9)")
+    p.add_argument("--replications", type=int, default=5, help="replications per rate (>= 2)")
+    p.add_argument("--rel-tol", type=float, default=0.02,
+                   help="stop when (high - low) / low < REL_TOL (default 0.02)")
+    p.add_argument("--low", type=float, default=None, metavar="RATE",
+                   help="starting lower bound, requests/s (default: bracket automatically)")
+    p.add_argument("--high", type=float, default=None, metavar="RATE",
+                   help="starting upper bound, requests/s")
+    p.add_argument("--seed", type=int, default=0, help="first replication seed")
+    p.add_argument("--json", default=None, metavar="OUT", help="write the result as JSON")
+    p.set_defaults(func=cmd_capacity)
     return parser
 
 
