@@ -9,6 +9,7 @@ Quick start::
 """
 
 from llm_serving_env.batch import Batch, SchedulingError, Wait
+from llm_serving_env.capacity import CapacityResult, capacity
 from llm_serving_env.config import ConfigError, SimConfig, load_config, save_config
 from llm_serving_env.engine import Simulator
 from llm_serving_env.metrics import RunResult
@@ -24,7 +25,7 @@ from llm_serving_env.simulation import simulate
 __version__ = "0.1.0"
 
 __all__ = [
-    "Batch", "ConfigError", "DecisionView", "RunResult", "Scheduler", "SchedulingError",
-    "SimConfig", "Simulator", "Wait", "available_schedulers", "load_config", "make_scheduler",
-    "register_scheduler", "save_config", "simulate",
+    "Batch", "CapacityResult", "ConfigError", "DecisionView", "RunResult", "Scheduler",
+    "SchedulingError", "SimConfig", "Simulator", "Wait", "available_schedulers", "capacity",
+    "load_config", "make_scheduler", "register_scheduler", "save_config", "simulate",
 ]
