@@ -61,7 +61,7 @@ def check_prompts_fit(workload: Workload, gpus: GpuConfig, scheduler: str) -> No
             "such as 'hybrid'")
 
 
-@register_scheduler("request_level")
+@register_scheduler("request_level", "decode_first")
 class RequestLevelScheduler(Scheduler):
     """FasterTransformer-style request-level batching (see the module docstring)."""
 

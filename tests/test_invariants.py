@@ -10,9 +10,10 @@ from hypothesis import strategies as st
 
 import llm_serving_env as lse
 from llm_serving_env.engine import Simulator
-from llm_serving_env.scheduling import make_scheduler
+from llm_serving_env.scheduling import make_scheduler, scheduler_class
 
-POLICIES = ("request_level", "hybrid")
+# every registered scheduler once (aliases such as "sarathi" and "decode_first" left out)
+POLICIES = tuple(n for n in lse.available_schedulers() if scheduler_class(n).name == n)
 
 
 @st.composite
@@ -21,7 +22,7 @@ def scenarios(draw):
     out_max = draw(st.integers(1, 20))
     limited_kv = draw(st.booleans())
     # prompts (plus generated tokens, recomputed whole after a preemption) fit in one batch,
-    # so request_level is feasible
+    # so the whole-prompt policies (request_level, orca, ...) are feasible
     prompt_hi = draw(st.integers(1, max_tokens - (out_max - 1 if limited_kv else 0)))
     block = draw(st.sampled_from([1, 4, 16]))
     peak_blocks = -(-(prompt_hi + out_max - 1) // block)
@@ -42,6 +43,8 @@ def scenarios(draw):
         "scheduler.token_budget": draw(st.integers(1, max_tokens)),
         "gpus.kv_capacity_tokens": kv_capacity,
         "gpus.kv_block_tokens": block,
+        # some policies (slo_aware, dynamic_batch) schedule by the SLO; slo_aware requires one
+        "slo": {"ttft_ms": draw(st.floats(20.0, 5000.0)), "tbt_ms": draw(st.floats(5.0, 1000.0))},
     }
     changes["warmup_requests"] = draw(st.integers(0, changes["num_requests"] - 1))
     return make_config(**changes), draw(st.sampled_from(POLICIES)), draw(st.integers(0, 2**16))
@@ -88,7 +91,8 @@ def test_invariants_hold_under_heavy_kv_pressure(policy):
         "num_requests": 400, "workload.arrival.rate_per_s": 50.0,
         "workload.prompt_tokens": {"dist": "uniform", "low": 8, "high": 64},
         "workload.output_tokens": {"dist": "geometric", "mean": 12, "max": 40},
-        "gpus.kv_capacity_tokens": 256, "gpus.kv_block_tokens": 16, "gpus.count": 2})
+        "gpus.kv_capacity_tokens": 256, "gpus.kv_block_tokens": 16, "gpus.count": 2,
+        "slo": {"ttft_ms": 2000, "tbt_ms": 200}})
     res = check_invariants(cfg, policy, seed=3)
     assert res.preemptions.sum() > 10  # the scenario really exercises preemption
 

@@ -1,0 +1,109 @@
+"""Fixed-size batching: request-level cohorts dispatched once enough work has queued or a
+timeout expires.
+
+System modelled: the classic static batcher of model servers (e.g. TensorFlow Serving's
+batching with ``max_batch_size`` / ``batch_timeout_micros``, Triton's default batcher) in
+front of a request-level engine such as FasterTransformer: a batch is formed in the queue,
+then runs to completion on the GPU, and the next one is formed only when the GPU is free.
+
+Rule, for a free GPU::
+
+    if the GPU holds a cohort (requests in decode):
+        decode every member once                           # as request_level
+    else:
+        cohort = waiting requests FCFS, whole prompts, while their summed prompt tokens
+                 <= max_batch_tokens, a slot is free and their KV fits  # as request_level
+        if cohort is full                   # a waiting request was left out, or no request
+                                            # could join it (no slot, token limit reached)
+           or prompt tokens(cohort) >= min_batch_tokens
+           or now >= oldest_arrival + timeout:
+            prefill the cohort in one batch
+        else:
+            Wait(until = oldest_arrival + timeout)   # arrivals re-offer the GPU earlier
+
+"Full" caps the ``min_batch_tokens`` threshold at what one batch can hold: once no further
+request could join, waiting longer only adds delay. When the cohort is not full it holds
+every waiting request, so its prompt tokens are all the prompt work waiting.
+
+Parameters: ``min_batch_tokens`` (prompt tokens that trigger a dispatch, default 512) and
+``timeout_ms`` (the longest the oldest waiting request is held back, default 200 ms).
+A prompt longer than ``max_batch_tokens`` can never be admitted: that is an error at start.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from baselines.request_level import check_prompts_fit, fcfs_whole_prompts
+from llm_serving_env.batch import Batch, Wait
+from llm_serving_env.config import ConfigError, SimConfig
+from llm_serving_env.scheduling import (
+    DecisionView,
+    Scheduler,
+    positive_int,
+    positive_number,
+    register_scheduler,
+)
+from llm_serving_env.workload import Workload
+
+
+@dataclass(frozen=True)
+class FixedBatchConfig:
+    """min_batch_tokens: waiting prompt tokens that dispatch a cohort at once (int >= 1).
+    timeout_ms: dispatch anyway once the oldest waiting request has waited this long (> 0)."""
+
+    min_batch_tokens: int = 512
+    timeout_ms: float = 200.0
+
+    def __post_init__(self) -> None:
+        positive_int("scheduler.min_batch_tokens", self.min_batch_tokens)
+        positive_number("scheduler.timeout_ms", self.timeout_ms)
+        if not math.isfinite(self.timeout_ms):  # an endless hold could strand the last requests
+            raise ConfigError(f"scheduler.timeout_ms = {self.timeout_ms!r}: must be finite")
+
+
+def cohort_candidate(view: DecisionView) -> tuple[Batch | None, bool]:
+    """The cohort request_level would prefill now on an idle GPU, and whether it is full.
+
+    The cohort is :func:`fcfs_whole_prompts` over the free slots and the whole token limit
+    (None if nothing fits). It is full when waiting longer cannot make it larger: a waiting
+    request was left out (tokens, slots or KV), every free slot is taken, or the token limit
+    is reached; a GPU that already holds partial prefills counts as full too (dispatch now).
+    """
+    slots = view.max_batch_requests - view.resident
+    batch = fcfs_whole_prompts(view, view.max_batch_tokens, slots)
+    if batch is None:
+        return None, False
+    count = batch.prefill_ids.size
+    full = (view.num_partial > 0 or count < view.waiting.size or count >= slots
+            or batch.token_load >= view.max_batch_tokens)
+    return batch, full
+
+
+@register_scheduler("fixed_batch")
+class FixedBatchScheduler(Scheduler):
+    """Fixed-size (threshold + timeout) batching of request-level cohorts (see the module
+    docstring)."""
+
+    Config = FixedBatchConfig
+
+    def __init__(self, config: FixedBatchConfig, sim_config: SimConfig) -> None:
+        super().__init__(config, sim_config)
+        self.timeout_s = float(config.timeout_ms) / 1000.0
+
+    def check_feasible(self, workload: Workload) -> None:
+        check_prompts_fit(workload, self.sim_config.gpus, self.name)
+
+    def schedule(self, view: DecisionView) -> Batch | Wait:
+        if view.decoding.size:
+            return Batch(decode_ids=view.decoding[: view.max_batch_tokens])
+        batch, full = cohort_candidate(view)
+        if batch is None:
+            return Wait()
+        if full or batch.token_load >= self.config.min_batch_tokens:
+            return batch
+        oldest = float(view.requests.arrival_s[batch.prefill_ids].min())
+        until = oldest + self.timeout_s
+        # at the timeout the engine re-offers the GPU with now_s == until exactly
+        return Wait(until_s=until) if until > view.now_s else batch
