@@ -3,6 +3,7 @@
 Subcommands:
     simulate   one run; prints the summary table, ``--json`` writes it
     compare    several schedulers over replications with common random numbers; mean ± 95% CI
+    stability  backlog growth by scheduler and load (which policies stay stable)
     capacity   largest arrival rate whose SLO attainment meets a target (bisection)
 
 Every subcommand takes ``--config FILE|PRESET`` and any number of ``--set key.path=value``.
@@ -73,7 +74,12 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     cfg = _load(args)
     policies = [p.strip() for p in args.policies.split(",") if p.strip()]
-    long = compare_policies(cfg, policies, num_seeds=args.seeds, first_seed=args.first_seed)
+    if policies == ["all"]:
+        from llm_serving_env.scheduling import canonical_schedulers
+
+        policies = canonical_schedulers()
+    long = compare_policies(cfg, policies, num_seeds=args.seeds, first_seed=args.first_seed,
+                            workers=args.workers)
     shown = [m for m in HEADLINE if m in set(long["metric"])]
     with pd.option_context("display.width", 200, "display.max_columns", 50):
         print(f"{args.seeds} replications per policy, mean ± 95% CI half-width "
@@ -120,6 +126,27 @@ def cmd_capacity(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_stability(args: argparse.Namespace) -> int:
+    from llm_serving_env.stability import backlog_table, work_conserving_capacity
+
+    cfg = _load(args)
+    loads = [float(x) for x in args.loads.split(",")]
+    policies = [p.strip() for p in args.policies.split(",") if p.strip()]
+    table = backlog_table(cfg, loads, policies, seed=args.seed)
+    print(f"work-conserving capacity K / ((E[L] + E[B] - 1) S(K)) = "
+          f"{work_conserving_capacity(cfg):.3f} requests/s; backlog growth (requests/s, 95% CI)")
+    cells = table.assign(growth=[f"{m:+.3f} ± {h:.3f}" + ("" if s else " unstable")
+                                 for m, h, s in zip(table["growth_per_s"], table["half_width"],
+                                                    table["stable"], strict=True)])
+    print(cells.pivot(index="policy", columns="load", values="growth")
+          .loc[policies].to_string())
+    if args.out:
+        out = _write_parent(args.out)
+        table.to_csv(out, index=False)
+        print(f"wrote {out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="llm-serving", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -135,9 +162,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("compare", help="compare schedulers over replications (mean ± 95%% CI)")
     _add_config_args(p)
     p.add_argument("--policies", default="request_level,hybrid",
-                   help="comma-separated scheduler names")
+                   help="comma-separated scheduler names, or 'all'")
     p.add_argument("--seeds", type=int, default=5, help="replications per policy (>= 2)")
     p.add_argument("--first-seed", type=int, default=0)
+    p.add_argument("--workers", type=int, default=None,
+                   help="local processes (default: one per CPU)")
     p.add_argument("--out", default=None, metavar="CSV", help="write the long table as CSV")
     p.add_argument("--plot", default=None, metavar="PNG", help="write a comparison plot")
     p.set_defaults(func=cmd_compare)
@@ -158,6 +187,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="first replication seed")
     p.add_argument("--json", default=None, metavar="OUT", help="write the result as JSON")
     p.set_defaults(func=cmd_capacity)
+    p = sub.add_parser("stability", help="backlog growth by policy and load (Li et al.)")
+    _add_config_args(p)
+    p.add_argument("--loads", default="0.5,0.8,0.9,0.95",
+                   help="arrival rates as fractions of the work-conserving capacity")
+    p.add_argument("--policies", default="request_level,prefill_first,orca,hybrid")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=None, metavar="CSV")
+    p.set_defaults(func=cmd_stability)
     return parser
 
 

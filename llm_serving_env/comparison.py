@@ -7,15 +7,21 @@ mean over replications with a Student-t confidence interval.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
 
 import pandas as pd
 from tqdm.auto import tqdm
 
 from llm_serving_env.config import SimConfig
-from llm_serving_env.scheduling import scheduler_class
+from llm_serving_env.scheduling import make_scheduler
 from llm_serving_env.simulation import simulate
 from llm_serving_env.stats import summarize_replications
+
+
+def _summary_row(config: SimConfig, policy: str, seed: int) -> dict:
+    return {"policy": policy, "seed": seed, **simulate(config, policy=policy, seed=seed).summary()}
 
 
 def run_replications(
@@ -23,15 +29,31 @@ def run_replications(
     policies: Sequence[str],
     seeds: Sequence[int],
     progress: bool = True,
+    workers: int | None = None,
 ) -> pd.DataFrame:
-    """One summary row per (policy, seed): columns ``policy, seed`` then the summary keys."""
+    """One summary row per (policy, seed): columns ``policy, seed`` then the summary keys.
+
+    ``workers`` > 1 runs the replications in that many local processes (default: one per CPU);
+    results do not depend on it, since each run's randomness comes from its seed only.
+    """
     for name in policies:
-        scheduler_class(name)  # fail fast on an unknown name, before any run
-    rows = []
+        make_scheduler(config, name)  # fail fast on a bad name or parameters, before any run
     jobs = [(p, s) for p in policies for s in seeds]
-    for policy, seed in tqdm(jobs, desc="simulating", unit="run", disable=not progress):
-        summary = simulate(config, policy=policy, seed=seed).summary()
-        rows.append({"policy": policy, "seed": seed, **summary})
+    workers = min(workers or os.cpu_count() or 1, len(jobs))
+    bar = tqdm(total=len(jobs), desc="simulating", unit="run", disable=not progress)
+    if workers <= 1:
+        rows = []
+        for policy, seed in jobs:
+            rows.append(_summary_row(config, policy, seed))
+            bar.update()
+    else:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            futures = [pool.submit(_summary_row, config, p, s) for p, s in jobs]
+            for future in as_completed(futures):
+                future.result()
+                bar.update()
+            rows = [f.result() for f in futures]  # in job order, whatever finished first
+    bar.close()
     return pd.DataFrame(rows)
 
 
@@ -42,6 +64,7 @@ def compare_policies(
     first_seed: int = 0,
     level: float = 0.95,
     progress: bool = True,
+    workers: int | None = None,
 ) -> pd.DataFrame:
     """Mean and CI of every summary metric per policy.
 
@@ -51,7 +74,7 @@ def compare_policies(
     if num_seeds < 2:
         raise ValueError(f"num_seeds = {num_seeds}: need at least 2 replications for a CI")
     runs = run_replications(config, policies, range(first_seed, first_seed + num_seeds),
-                            progress=progress)
+                            progress=progress, workers=workers)
     tables = []
     for policy in policies:
         rows = runs[runs["policy"] == policy].drop(columns=["policy", "seed"])

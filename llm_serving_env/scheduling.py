@@ -216,6 +216,12 @@ def available_schedulers() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def canonical_schedulers() -> list[str]:
+    """Registered scheduler names without aliases, sorted."""
+    _load_builtins()
+    return sorted(key for key, cls in _REGISTRY.items() if cls.name == key)
+
+
 def scheduler_class(name: str) -> type[Scheduler]:
     """The class registered under ``name``; a ConfigError with a suggestion otherwise."""
     _load_builtins()

@@ -36,21 +36,25 @@ the whole window (both have variance ``1.2 sigma^2 / T``), so nothing is lost by
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 
+from llm_serving_env.config import SimConfig
 from llm_serving_env.metrics import RunResult
 from llm_serving_env.stats import Estimate, t_interval
 
 __all__ = [
     "STABLE_REL_TOL",
     "backlog_series",
+    "backlog_table",
     "backlog_slope",
     "is_stable",
     "judge_stable",
     "measured_window",
     "segment_slopes",
+    "work_conserving_capacity",
 ]
 
 #: Default tolerance of :func:`judge_stable`: growth up to 1% of the arrival rate is not
@@ -216,3 +220,42 @@ def is_stable(
         arrival_rate_per_s = (count - 1) / (t1 - t0) if t1 > t0 else math.nan
     slope = backlog_slope(result, num_segments, level)
     return judge_stable(slope, float(arrival_rate_per_s), rel_tol)
+
+
+def work_conserving_capacity(cfg: SimConfig) -> float:
+    """Li, Dai, Peng (arXiv 2504.07347, Theorem 2): the most requests per second one GPU can
+    serve with token budget ``K = gpus.max_batch_tokens`` per iteration,
+    ``K / ((E[L] + E[B] - 1) * S(K))``, reached by any work-conserving policy that fills every
+    iteration to K (e.g. ``hybrid`` with ``token_budget = K``); times ``gpus.count``.
+
+    Uses the expected deterministic S(K) and the mean prompt and output lengths; assumes no
+    binding limit on running requests or KV memory.
+    """
+    from llm_serving_env.service import ServiceModel
+
+    k = cfg.gpus.max_batch_tokens
+    s_k = float(ServiceModel.from_config(cfg.service).mean_s(k))
+    work = cfg.workload.prompt_tokens.mean() + cfg.workload.output_tokens.mean() - 1
+    return cfg.gpus.count * k / (work * s_k)
+
+
+def backlog_table(cfg: SimConfig, loads: Sequence[float], policies: Sequence[str],
+                  seed: int = 0, progress: bool = True) -> pd.DataFrame:
+    """Backlog growth by policy and load, loads as fractions of
+    :func:`work_conserving_capacity`. Columns: ``load, rate_per_s, policy, growth_per_s,
+    half_width`` (95% CI of the growth, requests/s), ``stable`` (:func:`is_stable`)."""
+    from tqdm.auto import tqdm
+
+    from llm_serving_env.simulation import simulate
+
+    capacity = work_conserving_capacity(cfg)
+    rows = []
+    jobs = [(load, p) for load in loads for p in policies]
+    for load, policy in tqdm(jobs, desc="backlog", unit="run", disable=not progress):
+        run_cfg = cfg.replace({"workload.arrival.rate_per_s": load * capacity})
+        res = simulate(run_cfg, policy, seed=seed)
+        slope = backlog_slope(res)
+        rows.append({"load": load, "rate_per_s": load * capacity, "policy": policy,
+                     "growth_per_s": slope.mean, "half_width": slope.half_width,
+                     "stable": is_stable(res)})
+    return pd.DataFrame(rows)

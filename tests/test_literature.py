@@ -15,6 +15,7 @@ from helpers import make_config
 
 import llm_serving_env as lse
 from llm_serving_env.service import ServiceModel
+from llm_serving_env.stability import backlog_table, work_conserving_capacity
 
 L, B = 200, 11  # prompt tokens; output tokens = 1 (with the prefill) + D decodes
 D = B - 1
@@ -84,3 +85,30 @@ def test_request_level_capacity_closed_form_and_shortfall():
     # ... and it falls well short of the work-conserving bound (14.62/s): less than half
     hybrid_capacity = K / ((L + D) * float(service.mean_s(K)))
     assert capacity < 0.5 * hybrid_capacity
+
+
+# Li et al. also report that FasterTransformer-style (request-level) and vanilla-vLLM-style
+# (prefill-first) schedulers are not maximally stable while Orca- and Sarathi-style ones are.
+# configs/li_chat.yaml is a scenario where it shows: short prompts and long outputs (L = 64,
+# B = 201) and no request-count limit, so a work-conserving policy fills every iteration to K;
+# vLLM-style decode-only iterations carry far fewer than K tokens and so waste the per-iteration
+# cost c.
+
+
+def test_li_chat_capacity_formula():
+    cfg = lse.load_config("li_chat")
+    assert work_conserving_capacity(cfg) == pytest.approx(1024 / (264 * 0.3335), rel=1e-9)
+
+
+def test_only_work_conserving_policies_stay_stable_near_capacity():
+    table = backlog_table(lse.load_config("li_chat"), [0.5, 0.95],
+                          ["request_level", "prefill_first", "orca", "hybrid"], progress=False)
+    verdict = {(r.load, r.policy): r.stable for r in table.itertuples()}
+    # Theorem 2: work-conserving policies are stable below capacity
+    assert verdict[(0.5, "hybrid")] and verdict[(0.95, "hybrid")]
+    assert verdict[(0.5, "orca")] and verdict[(0.95, "orca")]
+    # request-level: capacity n / (S(nL) + D S(n)) with n = K // L = 16 is 1.70/s, 15% of
+    # the bound, so it is unstable at both loads
+    assert not verdict[(0.5, "request_level")] and not verdict[(0.95, "request_level")]
+    # vLLM-style prefill-first is stable at half load but not at 95%
+    assert verdict[(0.5, "prefill_first")] and not verdict[(0.95, "prefill_first")]
