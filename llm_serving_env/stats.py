@@ -8,6 +8,7 @@
 - :func:`paired_difference`: interval for the mean difference of paired replications, as
   produced with common random numbers.
 - :func:`summarize_replications`: one interval per metric over many replication summaries.
+- :func:`mser_truncation` (MSER-5) and :func:`welch_average` (Welch's plot): warm-up length.
 
 References: A. M. Law, *Simulation Modeling and Analysis*, 5th ed., McGraw-Hill, 2015
 (Sec. 9.4.1 fixed-sample-size replications, Sec. 9.5.3 batch means, Sec. 10.2.2 paired-t);
@@ -28,9 +29,11 @@ from scipy import stats as _sps
 __all__ = [
     "Estimate",
     "batch_means",
+    "mser_truncation",
     "paired_difference",
     "summarize_replications",
     "t_interval",
+    "welch_average",
 ]
 
 
@@ -204,3 +207,57 @@ def summarize_replications(
         )
     frame = pd.DataFrame.from_records(records, index=pd.Index(keys, name="metric"))
     return frame.astype({"n": "int64"})
+
+
+# ---------------------------------------------------------------------------- warm-up
+
+
+def mser_truncation(series: ArrayLike, batch_size: int = 5, max_fraction: float = 0.5) -> int:
+    """MSER-5 warm-up length: how many leading observations to delete.
+
+    The series is cut into batches of ``batch_size`` (5 gives MSER-5; a trailing partial batch
+    is dropped) with means ``Z_1..Z_k``. For each truncation ``d`` (in batches) the statistic is
+    ``MSER(d) = sum_{i>d} (Z_i - mean(Z_{d+1..k}))^2 / (k - d)^2``, the squared standard error
+    of the truncated mean up to a constant; the chosen ``d*`` minimizes it over
+    ``0 <= d <= max_fraction * k`` (White 1997; White, Cobb & Spratt 2000). Returns
+    ``batch_size * d*`` observations. Vectorized with cumulative sums.
+    """
+    x = _vector("series", series)
+    if batch_size < 1:
+        raise ValueError(f"batch_size = {batch_size}: must be an integer >= 1")
+    k = x.size // batch_size
+    if k < 2:
+        raise ValueError(f"series has {x.size} values: MSER needs at least 2 batches of "
+                         f"{batch_size}")
+    z = x[: k * batch_size].reshape(k, batch_size).mean(axis=1)
+    # suffix sums of z and z^2 give every truncated mean and sum of squares at once
+    s1 = np.cumsum(z[::-1])[::-1]
+    s2 = np.cumsum((z * z)[::-1])[::-1]
+    remaining = k - np.arange(k)
+    sse = s2 - s1 * s1 / remaining
+    mser = sse / remaining.astype(float) ** 2
+    last = max(0, min(k - 2, int(max_fraction * k)))
+    return int(np.argmin(mser[: last + 1])) * batch_size
+
+
+def welch_average(replications: ArrayLike, window: int = 0) -> np.ndarray:
+    """Welch's procedure: the mean over replications of an output series, then a centered
+    moving average of half-width ``window`` (shrinking near the start, as Welch prescribes).
+
+    ``replications``: array (R, n), one row per replication (e.g. sojourn time of the j-th
+    customer). Returns shape (n,). Plot it to choose the warm-up by eye (see
+    ``llm_serving_env.plots.plot_welch``).
+    """
+    y = np.asarray(replications, dtype=float)
+    if y.ndim != 2 or y.shape[0] < 1 or y.shape[1] < 1:
+        raise ValueError(f"replications has shape {y.shape}: must be 2-D (R, n) with R, n >= 1")
+    if window < 0:
+        raise ValueError(f"window = {window}: must be an integer >= 0")
+    mean = y.mean(axis=0)
+    if window == 0:
+        return mean
+    n = mean.size
+    c = np.concatenate(([0.0], np.cumsum(mean)))
+    i = np.arange(n)
+    half = np.minimum(np.minimum(i, n - 1 - i), window)
+    return (c[i + half + 1] - c[i - half]) / (2 * half + 1)
