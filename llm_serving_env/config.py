@@ -17,17 +17,20 @@ YAML schema (optional keys shown with their defaults)::
       arrival: {process: poisson, rate_per_s: 2.0}
       prompt_tokens: {dist: fixed, value: 128}
       output_tokens: {dist: geometric, mean: 16, max: 32}
+    model: null                          # or llama3_70b, {preset: ..., ...}: see hardware.py
     service: {model: piecewise_linear, c_ms: 45.5, a_ms: 0.30, b0_tokens: 64,
-              noise: deterministic, cv: null}
+              noise: deterministic, cv: null, preset: null, tensor_parallel: null}
     gpus: {count: 1, router: central, max_batch_tokens: 2048, max_batch_requests: 128,
-           kv_capacity_tokens: null, kv_block_tokens: 16}
+           kv_capacity_tokens: null, kv_block_tokens: 16,
+           gpu: null, memory_gb: null, memory_utilization: 0.9}
     scheduler: {name: hybrid, token_budget: 512}
     slo: null                            # or {ttft_ms: ..., tbt_ms: ...}
+    disaggregation: null                 # or {prefill: {count}, decode: {count}, ...}
 
 Length distributions are a tagged union on the key ``dist`` (``fixed``, ``uniform``,
-``geometric``, ``mixture``, ``empirical``); arrival processes a tagged union on ``process``
-(``poisson``, ``deterministic``, ``gamma``). New kinds register in :data:`LENGTH_DISTRIBUTIONS`
-and :data:`ARRIVAL_PROCESSES`.
+``geometric``, ``mixture``, ``empirical``, ``trace``); arrival processes a tagged union on
+``process`` (``poisson``, ``deterministic``, ``gamma``, ``mmpp``, ``trace``). New kinds
+register in :data:`LENGTH_DISTRIBUTIONS` and :data:`ARRIVAL_PROCESSES`.
 
 Note on PyYAML: it reads ``1e-3`` (no dot in the mantissa) as a *string*; write ``1.0e-3``.
 """
@@ -44,10 +47,13 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import yaml
+
+if TYPE_CHECKING:
+    from llm_serving_env.hardware import ModelSpec
 
 __all__ = [
     "ARRIVAL_PROCESSES",
@@ -65,11 +71,14 @@ __all__ = [
     "LengthDistribution",
     "MixtureComponent",
     "MixtureLength",
+    "MmppArrival",
     "PoissonArrival",
     "SchedulerConfig",
     "ServiceConfig",
     "SimConfig",
     "SloConfig",
+    "TraceArrival",
+    "TraceLength",
     "UniformLength",
     "WorkloadConfig",
     "arrival_process_from_dict",
@@ -634,6 +643,80 @@ class EmpiricalLength(LengthDistribution):
         }
 
 
+TRACE_COLUMNS: tuple[str, ...] = ("prompt", "output")
+TRACE_ORDERS: tuple[str, ...] = ("iid", "replay")
+
+
+def _trace_path(value: Any) -> str:
+    """Validate a trace ``path`` field (a non-empty string or path) and return it as ``str``."""
+    if isinstance(value, os.PathLike):
+        value = os.fspath(value)
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError("must be a non-empty path to a trace file", "path", value)
+    return value
+
+
+def _load_trace(path: str) -> Any:
+    """``llm_serving_env.traces.load_trace`` (imported lazily: traces imports this module)."""
+    from llm_serving_env.traces import load_trace
+
+    return load_trace(path)
+
+
+@dataclass(frozen=True)
+class TraceLength(LengthDistribution):
+    """Token counts taken from a trace file (see :mod:`llm_serving_env.traces`).
+
+    YAML: ``{dist: trace, path: data/traces/<file>, column: prompt, order: iid}``.
+
+    * ``column``: ``prompt`` or ``output``; the reader maps it to the format's own column
+      (Azure ``ContextTokens``/``GeneratedTokens``, Mooncake ``input_length``/
+      ``output_length``, ShareGPT/Vidur ``num_prefill_tokens``/``num_decode_tokens``).
+    * ``order: iid`` (default): i.i.d. draws from the file's empirical distribution (every row
+      equally likely), for length-only traces such as ShareGPT.
+    * ``order: replay``: the file's own values in arrival order, request ``i`` gets row ``i``
+      (rows sorted by time), so that together with ``{process: trace}`` on the same file the
+      requests are the real ones. The generator is not used. More requests than rows is an
+      error (no tiling).
+
+    :meth:`mean` and :meth:`max_value` are exact over all of the file's values (for a replay of
+    only the first ``n`` rows, the realised mean differs). A relative ``path`` is looked up
+    from the current directory, then from the repository root; files are cached.
+    """
+
+    kind: ClassVar[str] = "trace"
+    path: str
+    column: str
+    order: str = "iid"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "path", _trace_path(self.path))
+        _choice("column", self.column, TRACE_COLUMNS)
+        _choice("order", self.order, TRACE_ORDERS)
+        self.values()  # load (and cache) now, so a bad file is a config error
+
+    def values(self) -> np.ndarray:
+        """The file's values of ``column`` in arrival order: read-only int64 ``(rows,)``."""
+        return _load_trace(self.path).column(self.column)
+
+    def mean(self) -> float:
+        return float(self.values().mean())
+
+    def max_value(self) -> int:
+        return int(self.values().max())
+
+    def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        values = self.values()
+        if self.order == "replay":
+            if n > values.size:
+                raise ConfigError(
+                    f"exceeds the {values.size} requests in trace {self.path!r} replayed in "
+                    f"order (no tiling); use num_requests <= {values.size}",
+                    "num_requests", n)
+            return values[:n].copy()
+        return values[rng.integers(0, values.size, size=n)]
+
+
 #: ``dist`` name -> class. Register new length distributions here.
 LENGTH_DISTRIBUTIONS: dict[str, type[LengthDistribution]] = {
     "fixed": FixedLength,
@@ -641,6 +724,7 @@ LENGTH_DISTRIBUTIONS: dict[str, type[LengthDistribution]] = {
     "geometric": GeometricLength,
     "mixture": MixtureLength,
     "empirical": EmpiricalLength,
+    "trace": TraceLength,
 }
 
 
@@ -739,11 +823,197 @@ class GammaArrival(ArrivalProcess):
         return np.cumsum(rng.gamma(1.0 / cv2, cv2 / self.rate_per_s, size=n))
 
 
+@dataclass(frozen=True)
+class TraceArrival(ArrivalProcess):
+    """Replay the arrival times recorded in a trace file (see :mod:`llm_serving_env.traces`).
+
+    YAML: ``{process: trace, path: data/traces/<file>, time_scale: 1.0, rate_per_s: null}``.
+
+    Arrival ``i`` is at ``scale * t_i`` seconds, ``t_i`` the file's time of row ``i`` (rows
+    sorted by time) minus the first one, so the first arrival is at t = 0:
+
+    * Azure: the absolute ``TIMESTAMP`` minus the first; the generator is not used.
+    * Mooncake: ``timestamp`` (ms) is quantised into ~3 s buckets; the requests of a bucket are
+      spread uniformly over it with the arrival stream's generator (one ``Uniform[0, 1)`` per
+      row, see ``Trace.spread_arrivals``), so a different seed gives different times inside the
+      buckets and the same count in every bucket.
+    * Files without times (ShareGPT) are rejected: use them as ``{dist: trace}`` lengths.
+
+    ``scale = time_scale`` (> 1 slows the trace down); if ``rate_per_s`` is given (then
+    ``time_scale`` must be 1), ``scale = native_rate / rate_per_s`` so that the mean rate
+    equals it. The native mean rate is ``(rows - 1) / (last time - first time)`` over the whole
+    file (bucket starts for Mooncake). :attr:`rate_per_s` is the resulting mean rate
+    ``native_rate / scale``. ``num_requests`` larger than the file's rows is an error naming
+    both numbers (no tiling); fewer replays the first ``num_requests`` rows.
+
+    In Python the YAML key ``rate_per_s`` is the field ``target_rate_per_s`` (it may be None),
+    because ``rate_per_s`` is the mean-rate property every arrival process has.
+    """
+
+    kind: ClassVar[str] = "trace"
+    path: str
+    time_scale: float = 1.0
+    target_rate_per_s: float | None = None  # YAML key: rate_per_s
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "path", _trace_path(self.path))
+        object.__setattr__(self, "time_scale", _float("time_scale", self.time_scale, gt=0.0))
+        if self.target_rate_per_s is not None:
+            object.__setattr__(self, "target_rate_per_s",
+                               _float("rate_per_s", self.target_rate_per_s, gt=0.0))
+            if self.time_scale != 1.0:
+                raise ConfigError(
+                    "must be 1 (or absent) when rate_per_s is given: rate_per_s already sets "
+                    "the time scale", "time_scale", self.time_scale)
+        trace = _load_trace(self.path)
+        if not trace.has_times:
+            raise ConfigError(
+                f"{trace.path} has no arrival times (lengths only): use it as "
+                "{dist: trace, ...} lengths with another arrival process, e.g. poisson",
+                "path", self.path)
+        if len(trace) < 2 or not trace.span_s > 0:
+            raise ConfigError(f"{trace.path} needs >= 2 distinct arrival times to replay",
+                              "path", self.path)
+
+    @property
+    def native_rate_per_s(self) -> float:
+        """The file's mean rate ``(rows - 1) / span`` (requests per second), unscaled."""
+        return float(_load_trace(self.path).mean_rate_per_s)
+
+    @property
+    def scale(self) -> float:
+        """Factor applied to the file's times (dimensionless)."""
+        if self.target_rate_per_s is None:
+            return self.time_scale
+        return self.native_rate_per_s / self.target_rate_per_s
+
+    @property
+    def rate_per_s(self) -> float:  # type: ignore[override]
+        """Mean arrival rate of the replay, requests per second."""
+        if self.target_rate_per_s is not None:
+            return self.target_rate_per_s
+        return self.native_rate_per_s / self.time_scale
+
+    @property
+    def num_rows(self) -> int:
+        """Number of requests in the file (the most this process can replay)."""
+        return len(_load_trace(self.path))
+
+    def sample_times(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        """The first ``n`` replayed arrival times, seconds, float64 ``(n,)``; the first is 0."""
+        trace = _load_trace(self.path)
+        if n > len(trace):
+            raise ConfigError(
+                f"exceeds the {len(trace)} requests in trace {self.path!r} (workload.arrival "
+                f"replays it; no tiling); use num_requests <= {len(trace)}",
+                "num_requests", n)
+        times = trace.spread_arrivals(rng)[:n]
+        return times * self.scale
+
+    def to_dict(self) -> dict[str, Any]:
+        return _to_flat_dict(self, tag=("process", self.kind),
+                             renames={"target_rate_per_s": "rate_per_s"})
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], path: str = "") -> TraceArrival:
+        return _from_flat_dict(cls, d, path, tag="process",
+                               renames={"target_rate_per_s": "rate_per_s"})
+
+
+def _pair(name: str, value: Any, *, gt: float | None = None,
+          ge: float | None = None) -> tuple[float, float]:
+    """Validate a list of exactly two numbers and return it as a tuple of floats."""
+    if isinstance(value, (str, bytes, Mapping)) or not isinstance(
+            value, (Sequence, np.ndarray)) or len(value) != 2:
+        bound = _bound_text(gt, ge)
+        each = f", each{bound}" if bound else ""
+        raise ConfigError(f"must be a list of two numbers [on, off]{each}", name, value)
+    return (_float(f"{name}[0]", value[0], gt=gt, ge=ge),
+            _float(f"{name}[1]", value[1], gt=gt, ge=ge))
+
+
+@dataclass(frozen=True)
+class MmppArrival(ArrivalProcess):
+    """Two-state Markov-modulated Poisson process (MMPP-2); ON/OFF when ``r_off = 0``.
+
+    YAML: ``{process: mmpp, rates_per_s: [r_on, r_off], mean_sojourn_s: [t_on, t_off]}``.
+
+    A hidden state alternates between ON and OFF; each visit lasts an exponential time with
+    mean ``t_on`` resp. ``t_off`` seconds, and while in a state arrivals are Poisson with rate
+    ``r_on`` resp. ``r_off`` per second. The process starts at t = 0 in its stationary
+    distribution (ON with probability ``t_on / (t_on + t_off)``), so it is stationary from the
+    start. :attr:`rate_per_s` is the stationary mean rate
+    ``(r_on t_on + r_off t_off) / (t_on + t_off)``.
+
+    Simulation is exact and vectorized: draw a run of alternating sojourns, a Poisson count
+    ``N_k ~ Poisson(r_k d_k)`` per sojourn ``k`` of length ``d_k``, and ``N_k`` uniform times
+    inside it; sojourns are disjoint intervals, so one sort orders everything. Chunks of
+    sojourns are drawn until ``n`` arrivals exist. Closed forms (rate, IAT SCV, IDC(t)) are in
+    :func:`llm_serving_env.arrivals_fit.mmpp2_moments`.
+    """
+
+    kind: ClassVar[str] = "mmpp"
+    rates_per_s: tuple[float, float]
+    mean_sojourn_s: tuple[float, float]
+
+    def __post_init__(self) -> None:
+        rates = _pair("rates_per_s", self.rates_per_s, ge=0.0)
+        if not max(rates) > 0:
+            raise ConfigError("must have a rate > 0 in at least one state", "rates_per_s",
+                              self.rates_per_s)
+        object.__setattr__(self, "rates_per_s", rates)
+        object.__setattr__(self, "mean_sojourn_s",
+                           _pair("mean_sojourn_s", self.mean_sojourn_s, gt=0.0))
+
+    @property
+    def stationary_probabilities(self) -> np.ndarray:
+        """P(ON), P(OFF) in steady state: float64 ``(2,)``, proportional to the sojourns."""
+        m = np.asarray(self.mean_sojourn_s, dtype=np.float64)
+        return m / m.sum()
+
+    @property
+    def rate_per_s(self) -> float:  # type: ignore[override]
+        """Stationary mean arrival rate, requests per second."""
+        return float(np.dot(self.stationary_probabilities, self.rates_per_s))
+
+    def sample_times(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        rates = np.asarray(self.rates_per_s, dtype=np.float64)
+        means = np.asarray(self.mean_sojourn_s, dtype=np.float64)
+        per_cycle = float(np.dot(rates, means))  # expected arrivals per ON+OFF cycle
+        state = 0 if rng.random() < self.stationary_probabilities[0] else 1
+        start = 0.0
+        chunks: list[np.ndarray] = []
+        have = 0
+        while have < n:
+            cycles = math.ceil(1.2 * (n - have) / per_cycle) + 8
+            k = 2 * min(cycles, 1_000_000)  # sojourns in this chunk (even: states alternate)
+            states = (state + np.arange(k)) % 2
+            durations = rng.exponential(means[states])
+            elapsed = np.cumsum(durations)
+            starts = start + np.concatenate(([0.0], elapsed[:-1]))
+            counts = rng.poisson(rates[states] * durations)
+            total = int(counts.sum())
+            chunks.append(np.repeat(starts, counts)
+                          + np.repeat(durations, counts) * rng.random(total))
+            have += total
+            start += float(elapsed[-1])
+            state = (state + k) % 2
+        if not chunks:
+            return np.zeros(0, dtype=np.float64)
+        return np.sort(np.concatenate(chunks))[:n]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"process": self.kind, "rates_per_s": list(self.rates_per_s),
+                "mean_sojourn_s": list(self.mean_sojourn_s)}
+
+
 #: ``process`` name -> class. Register new arrival processes (trace replay, MMPP, ...) here.
 ARRIVAL_PROCESSES: dict[str, type[ArrivalProcess]] = {
     "poisson": PoissonArrival,
     "deterministic": DeterministicArrival,
     "gamma": GammaArrival,
+    "trace": TraceArrival,
+    "mmpp": MmppArrival,
 }
 
 
@@ -813,6 +1083,13 @@ class ServiceConfig:
     step of ``b0_tokens`` (staircase). ``noise``: ``deterministic`` (S is the formula),
     ``exponential`` (C, A exponential with means c, a) or ``gamma`` (C, A gamma with means c, a
     and coefficient of variation ``cv``, required > 0 and only allowed for gamma).
+
+    ``preset`` names the preset (``llm_serving_env.presets``) the fields came from; fields given
+    beside it override it. ``tensor_parallel`` is the number of GPUs of one replica that S(b)
+    describes (None = unspecified, taken as 1 for the KV capacity); with a preset it defaults
+    to the preset's own, and a different value rescales the preset
+    (``presets.transform_tensor_parallel``), e.g. ``{preset: llama3_70b_a100_tp2,
+    tensor_parallel: 4}``. Explicit ``c_ms``/``a_ms``/``b0_tokens`` are taken as given.
     """
 
     model: str = "piecewise_linear"
@@ -822,8 +1099,12 @@ class ServiceConfig:
     noise: str = "deterministic"
     cv: float | None = None
     preset: str | None = None  # the named preset the fields came from (documentation only)
+    tensor_parallel: int | None = None  # GPUs per replica (see the class docstring)
 
     def __post_init__(self) -> None:
+        if self.tensor_parallel is not None:
+            object.__setattr__(self, "tensor_parallel",
+                               _int("tensor_parallel", self.tensor_parallel, ge=1))
         model = _choice("model", self.model, SERVICE_MODELS)
         object.__setattr__(self, "c_ms", _float("c_ms", self.c_ms, ge=0.0))
         object.__setattr__(self, "a_ms", _float("a_ms", self.a_ms, ge=0.0))
@@ -843,23 +1124,32 @@ class ServiceConfig:
             )
 
     def to_dict(self) -> dict[str, Any]:
-        return _to_flat_dict(self)
+        """Flat YAML form. With a preset: ``preset``, ``tensor_parallel`` and only the fields
+        that differ from the (rescaled) preset, so ``replace`` of the preset or of
+        ``tensor_parallel`` re-resolves the rest."""
+        d = _to_flat_dict(self)
+        if self.preset is None:
+            return d
+        from llm_serving_env.presets import resolve_service_preset
+
+        try:
+            base = resolve_service_preset(self.preset, self.tensor_parallel)
+        except ConfigError:  # built by hand with a preset name that does not resolve
+            return d
+        keep = ("preset", "tensor_parallel")
+        return {k: v for k, v in d.items() if k in keep or k not in base or base[k] != v}
 
     @classmethod
     def from_dict(cls, d: Any, path: str = "service") -> ServiceConfig:
-        """Fields from ``d``; with ``preset: NAME`` the preset's fields are the defaults."""
+        """Fields from ``d``; with ``preset: NAME`` the preset's fields (rescaled to
+        ``tensor_parallel`` if given) are the defaults."""
         d = _mapping(path, d)
         name = d.get("preset")
         if name is not None:
-            from llm_serving_env.presets import SERVICE_PRESETS
+            from llm_serving_env.presets import resolve_service_preset
 
-            if not isinstance(name, str) or name not in SERVICE_PRESETS:
-                close = difflib.get_close_matches(str(name), SERVICE_PRESETS, n=1)
-                hint = f" (did you mean {close[0]!r}?)" if close else ""
-                raise ConfigError(
-                    f"unknown service preset{hint}; available: {', '.join(SERVICE_PRESETS)}",
-                    f"{path}.preset", name)
-            d = {**SERVICE_PRESETS[name], **d}
+            d = {**resolve_service_preset(name, d.get("tensor_parallel"), path),
+                 **{k: v for k, v in d.items() if not (k == "tensor_parallel" and v is None)}}
         return _from_flat_dict(cls, d, path)
 
 
@@ -872,6 +1162,15 @@ class GpuConfig:
     the token load of one batch; ``max_batch_requests`` caps the requests resident on one GPU;
     ``kv_capacity_tokens`` is the KV cache size per GPU in tokens (None = unlimited), allocated
     in blocks of ``kv_block_tokens`` tokens.
+
+    A "GPU" here is one model replica, which may span ``service.tensor_parallel`` physical
+    GPUs. ``gpu`` (a ``hardware.GPU_PRESETS`` name: a100_80gb, a100_40gb, h100_80gb) and/or
+    ``memory_gb`` (GB = 1e9 bytes per physical GPU; overrides the preset's) with a top-level
+    ``model`` block derive ``kv_capacity_tokens`` when it is not given:
+    ``(tensor_parallel * memory_gb * memory_utilization - weights) / kv_bytes_per_token``
+    (``hardware.resolve_kv_capacity``). A given ``kv_capacity_tokens`` overrides them.
+    ``kv_capacity_derived`` (not a YAML key) marks a derived value, which ``to_dict`` writes as
+    null so that it is derived again.
     """
 
     count: int = 1
@@ -880,8 +1179,23 @@ class GpuConfig:
     max_batch_requests: int = 128
     kv_capacity_tokens: int | None = None
     kv_block_tokens: int = 16
+    gpu: str | None = None
+    memory_gb: float | None = None
+    memory_utilization: float = 0.9
+    kv_capacity_derived: bool = field(default=False, init=False, repr=False)
 
     def __post_init__(self) -> None:
+        if self.gpu is not None:
+            from llm_serving_env.hardware import GPU_PRESETS
+
+            _choice("gpu", self.gpu, list(GPU_PRESETS))
+        if self.memory_gb is not None:
+            object.__setattr__(self, "memory_gb", _float("memory_gb", self.memory_gb, gt=0.0))
+        util = _float("memory_utilization", self.memory_utilization, gt=0.0)
+        if util > 1.0:
+            raise ConfigError("must be a number > 0 and <= 1", "memory_utilization",
+                              self.memory_utilization)
+        object.__setattr__(self, "memory_utilization", util)
         object.__setattr__(self, "count", _int("count", self.count, ge=1))
         _choice("router", self.router, ROUTERS)
         object.__setattr__(
@@ -900,7 +1214,10 @@ class GpuConfig:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return _to_flat_dict(self)
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.init}
+        if self.kv_capacity_derived:
+            d["kv_capacity_tokens"] = None
+        return d
 
     @classmethod
     def from_dict(cls, d: Any, path: str = "gpus") -> GpuConfig:
@@ -1009,33 +1326,77 @@ class DisaggregationConfig:
     """Separate prefill and decode pools (DistServe / Splitwise).
 
     GPUs ``0 .. prefill.count - 1`` only prefill; the rest only decode. A request's prefill
-    emits its first token on a prefill GPU; its KV cache then moves to a decode GPU, taking
-    ``kv_tokens * kv_bytes_per_token / (bandwidth_gb_per_s * 1e9) + latency_ms / 1000``
-    seconds (``bandwidth_gb_per_s: null`` = instantaneous bytes), and it joins the decode
-    GPU with the fewest outstanding requests. ``gpus.count`` must equal the two counts' sum.
+    emits its first token on a prefill GPU; its KV cache (``kv_tokens * kv_bytes_per_token``
+    bytes) then moves to a decode GPU, and it joins the decode GPU with the fewest outstanding
+    requests. ``gpus.count`` must equal the two counts' sum.
+
+    The network: ``interconnect`` (``nvlink``, ``pcie4``, ``infiniband``; see
+    ``hardware.INTERCONNECT_PRESETS``) sets the bandwidth per direction and the per-transfer
+    latency; ``bandwidth_gb_per_s`` (GB/s = 1e9 B/s; null with no interconnect = instantaneous
+    bytes) and ``latency_ms`` override it. ``links``: ``per_source`` (default) gives every
+    prefill GPU its own outgoing link (its NIC / NVLink port, the bottleneck when it sends to
+    many decode GPUs); ``shared`` puts every transfer on one link. Transfers on one link share
+    its bandwidth equally (fluid processor sharing: each of the n active transfers drains at
+    bandwidth / n); a transfer lands ``latency_ms`` after its last byte leaves. Alone on its
+    link a transfer takes ``bytes / bandwidth + latency``. ``kv_bytes_per_token`` defaults to
+    the top-level ``model`` block's (else 0).
     """
 
     prefill: PoolConfig = field(default_factory=PoolConfig)
     decode: PoolConfig = field(default_factory=PoolConfig)
-    kv_bytes_per_token: float = 0.0
+    kv_bytes_per_token: float | None = None
     bandwidth_gb_per_s: float | None = None
-    latency_ms: float = 0.0
+    latency_ms: float | None = None
+    interconnect: str | None = None
+    links: str = "per_source"
 
     def __post_init__(self) -> None:
-        object.__setattr__(
-            self, "kv_bytes_per_token", _float("kv_bytes_per_token", self.kv_bytes_per_token,
-                                               ge=0.0))
+        if self.kv_bytes_per_token is not None:
+            object.__setattr__(self, "kv_bytes_per_token",
+                               _float("kv_bytes_per_token", self.kv_bytes_per_token, ge=0.0))
         if self.bandwidth_gb_per_s is not None:
             object.__setattr__(self, "bandwidth_gb_per_s",
                                _float("bandwidth_gb_per_s", self.bandwidth_gb_per_s, gt=0.0))
-        object.__setattr__(self, "latency_ms", _float("latency_ms", self.latency_ms, ge=0.0))
+        if self.latency_ms is not None:
+            object.__setattr__(self, "latency_ms", _float("latency_ms", self.latency_ms,
+                                                          ge=0.0))
+        if self.interconnect is not None:
+            from llm_serving_env.hardware import INTERCONNECT_PRESETS
 
-    def transfer_s(self, kv_tokens: Any) -> Any:
-        """KV transfer time in seconds for ``kv_tokens`` tokens (scalar or array)."""
-        seconds = self.latency_ms / 1000.0
-        if self.bandwidth_gb_per_s is None:
+            _choice("interconnect", self.interconnect, list(INTERCONNECT_PRESETS))
+        _choice("links", self.links, ("per_source", "shared"))
+
+    @property
+    def link_bandwidth_gb_per_s(self) -> float | None:
+        """Bandwidth of one link in GB/s: ``bandwidth_gb_per_s``, else the interconnect's,
+        else None (instantaneous bytes)."""
+        if self.bandwidth_gb_per_s is not None or self.interconnect is None:
+            return self.bandwidth_gb_per_s
+        from llm_serving_env.hardware import INTERCONNECT_PRESETS
+
+        return INTERCONNECT_PRESETS[self.interconnect].bandwidth_gb_per_s
+
+    @property
+    def link_latency_ms(self) -> float:
+        """Per-transfer latency in ms: ``latency_ms``, else the interconnect's, else 0."""
+        if self.latency_ms is not None:
+            return self.latency_ms
+        if self.interconnect is None:
+            return 0.0
+        from llm_serving_env.hardware import INTERCONNECT_PRESETS
+
+        return INTERCONNECT_PRESETS[self.interconnect].latency_ms
+
+    def transfer_s(self, kv_tokens: Any, kv_bytes_per_token: float | None = None) -> Any:
+        """Time in seconds of a KV transfer of ``kv_tokens`` tokens (scalar or array) alone on
+        its link: bytes / bandwidth + latency. ``kv_bytes_per_token`` defaults to this
+        block's (None = 0)."""
+        seconds = self.link_latency_ms / 1000.0
+        bandwidth = self.link_bandwidth_gb_per_s
+        per_token = self.kv_bytes_per_token if kv_bytes_per_token is None else kv_bytes_per_token
+        if bandwidth is None or not per_token:
             return kv_tokens * 0.0 + seconds
-        return kv_tokens * self.kv_bytes_per_token / (self.bandwidth_gb_per_s * 1e9) + seconds
+        return kv_tokens * per_token / (bandwidth * 1e9) + seconds
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -1044,12 +1405,15 @@ class DisaggregationConfig:
             "kv_bytes_per_token": self.kv_bytes_per_token,
             "bandwidth_gb_per_s": self.bandwidth_gb_per_s,
             "latency_ms": self.latency_ms,
+            "interconnect": self.interconnect,
+            "links": self.links,
         }
 
     @classmethod
     def from_dict(cls, d: Any, path: str = "disaggregation") -> DisaggregationConfig:
         d = _mapping(path, d)
-        keys = ("prefill", "decode", "kv_bytes_per_token", "bandwidth_gb_per_s", "latency_ms")
+        keys = ("prefill", "decode", "kv_bytes_per_token", "bandwidth_gb_per_s", "latency_ms",
+                "interconnect", "links")
         _check_keys(path, d, keys, ("prefill", "decode"))
         kwargs: dict[str, Any] = {
             "prefill": PoolConfig.from_dict(d["prefill"], f"{path}.prefill"),
@@ -1065,6 +1429,7 @@ _TOP_KEYS: tuple[str, ...] = (
     "num_requests",
     "warmup_requests",
     "workload",
+    "model",
     "service",
     "gpus",
     "scheduler",
@@ -1080,6 +1445,11 @@ class SimConfig:
 
     ``num_requests`` arrivals are simulated; the first ``warmup_requests`` of them (by arrival
     order) are excluded from statistics, ``0 <= warmup_requests < num_requests``.
+
+    ``model`` (optional, a ``hardware.ModelSpec``; YAML ``model: llama3_70b`` or a mapping)
+    sizes the KV cache: with ``gpus.gpu``/``gpus.memory_gb`` it derives
+    ``gpus.kv_capacity_tokens`` when that is not given, and it gives the disaggregated KV
+    transfer its ``kv_bytes_per_token`` when that is not given (see ``llm_serving_env.hardware``).
     """
 
     num_requests: int
@@ -1090,6 +1460,7 @@ class SimConfig:
     scheduler: SchedulerConfig = field(default_factory=_default_scheduler)
     slo: SloConfig | None = None
     disaggregation: DisaggregationConfig | None = None
+    model: ModelSpec | None = None
 
     def __post_init__(self) -> None:
         n = _int("num_requests", self.num_requests, ge=1)
@@ -1122,6 +1493,9 @@ class SimConfig:
                 raise ConfigError(
                     f"must equal disaggregation.prefill.count + disaggregation.decode.count "
                     f"(= {total})", "gpus.count", self.gpus.count)
+        from llm_serving_env.hardware import resolve_hardware
+
+        resolve_hardware(self)
 
     # -- dict / YAML form ------------------------------------------------------------------
 
@@ -1131,6 +1505,7 @@ class SimConfig:
             "num_requests": self.num_requests,
             "warmup_requests": self.warmup_requests,
             "workload": self.workload.to_dict(),
+            "model": None if self.model is None else self.model.to_dict(),
             "service": self.service.to_dict(),
             "gpus": self.gpus.to_dict(),
             "scheduler": self.scheduler.to_dict(),
@@ -1159,6 +1534,10 @@ class SimConfig:
             kwargs["slo"] = SloConfig.from_dict(d["slo"], "slo")
         if d.get("disaggregation") is not None:
             kwargs["disaggregation"] = DisaggregationConfig.from_dict(d["disaggregation"])
+        if d.get("model") is not None:
+            from llm_serving_env.hardware import model_from_yaml
+
+            kwargs["model"] = model_from_yaml(d["model"], "model")
         return cls(**kwargs)
 
     def replace(self, changes: Mapping[str, Any] | None = None, **kwargs: Any) -> SimConfig:
@@ -1180,8 +1559,9 @@ class SimConfig:
         return SimConfig.from_dict(d)
 
 
-#: Blocks whose sub-keys may be added by ``replace`` (scheduler parameters; optional blocks).
-_OPEN_BLOCKS: tuple[str, ...] = ("scheduler", "slo", "disaggregation")
+#: Blocks whose sub-keys may be added by ``replace`` (scheduler parameters; optional blocks;
+#: ``service`` and ``model``, whose YAML form omits the fields equal to their preset's).
+_OPEN_BLOCKS: tuple[str, ...] = ("scheduler", "slo", "disaggregation", "service", "model")
 
 
 def _set_path(d: dict[str, Any], dotted: Any, value: Any) -> None:

@@ -55,6 +55,64 @@ def _grow(arr: np.ndarray, min_size: int) -> np.ndarray:
     return out
 
 
+class _Link:
+    """One network link shared by KV transfers as a fluid processor-sharing queue.
+
+    Each of the n transfers on the link drains at ``bytes_per_s / n``. ``remaining`` maps a
+    transfer's sequence number to its bytes not yet sent, as of time ``t`` (seconds).
+    :meth:`advance` and :meth:`drain_times` step through the same drain events with the same
+    float operations, so a drain time predicted at one event is exactly when :meth:`advance`
+    later retires that transfer.
+    """
+
+    __slots__ = ("bytes_per_s", "remaining", "t")
+
+    def __init__(self, bytes_per_s: float) -> None:
+        self.bytes_per_s = bytes_per_s
+        self.t = 0.0
+        self.remaining: dict[int, float] = {}
+
+    def advance(self, t: float) -> None:
+        """Drain to time ``t`` (s): retire the transfers whose last byte left by then."""
+        rem = self.remaining
+        while rem and self.t < t:
+            rate = self.bytes_per_s / len(rem)
+            low = min(rem.values())
+            t_drain = self.t + low / rate
+            if t_drain <= t:
+                for k in list(rem):
+                    left = rem[k] - low
+                    if left <= 0.0:
+                        del rem[k]
+                    else:
+                        rem[k] = left
+                self.t = t_drain
+            else:
+                sent = (t - self.t) * rate
+                for k in rem:
+                    rem[k] -= sent
+                self.t = t
+        self.t = max(self.t, t)
+
+    def drain_times(self) -> dict[int, float]:
+        """When (s) each transfer on the link sends its last byte, if none joins meanwhile."""
+        rem = dict(self.remaining)
+        now = self.t
+        out: dict[int, float] = {}
+        while rem:
+            rate = self.bytes_per_s / len(rem)
+            low = min(rem.values())
+            now = now + low / rate
+            for k in list(rem):
+                left = rem[k] - low
+                if left <= 0.0:
+                    del rem[k]
+                    out[k] = now
+                else:
+                    rem[k] = left
+        return out
+
+
 class _BatchLog:
     """Append-only per-batch columns, grown geometrically (numpy, not Python objects)."""
 
@@ -182,8 +240,7 @@ class Simulator:
         self.outstanding = np.zeros(g, dtype=np.int64)  # routed/bound and unfinished, per GPU
         self.kv_used_blocks = [0] * g
         self.handoff: list[list[int]] = [[] for _ in range(g)]  # arrived at a decode GPU, FIFO
-        self._transfers: list[tuple[float, int, int, int, int]] = []  # heap of KV transfers
-        self._transfer_seq = 0
+        self._reset_transfers()
         self.num_finished = 0
         self._rr_next = 0
         self._batches = _BatchLog()
@@ -500,25 +557,80 @@ class Simulator:
             self.kv_tokens[done] = 0
 
     # ------------------------------------------------------------------ disaggregation
+    def _reset_transfers(self) -> None:
+        """Clear the KV-transfer state and resolve the network of ``config.disaggregation``.
+
+        ``_transfers`` is a heap of ``(land_s, seq, request, src, dst)``, one entry per
+        transfer in flight (its KV is still held by ``src``); the event loop reads the next
+        landing time from ``_transfers[0][0]``. Transfers with bytes to send sit on a
+        :class:`_Link` (one per prefill GPU, or one shared), and their landing times are
+        recomputed whenever a transfer joins the link; a transfer leaving needs no event,
+        because the prediction already accounts for the bandwidth it frees.
+        """
+        from llm_serving_env.hardware import transfer_bytes_per_token
+
+        self._transfers: list[tuple[float, int, int, int, int]] = []
+        self._transfer_seq = 0
+        self._transfer_entry: dict[int, tuple[float, int, int, int, int]] = {}  # by seq
+        self._transfer_info: dict[int, tuple[float, float]] = {}  # seq -> (start_s, bytes)
+        self._links: dict[int, _Link] = {}
+        self._transfer_log: dict[str, list[float]] = {
+            k: [] for k in ("request", "src", "dst", "start_s", "end_s", "bytes")}
+        dis = self.disaggregation
+        bandwidth = None if dis is None else dis.link_bandwidth_gb_per_s
+        self._link_bytes_per_s = None if bandwidth is None else bandwidth * 1e9
+        self._link_latency_s = 0.0 if dis is None else dis.link_latency_ms / 1000.0
+        self._link_shared = dis is not None and dis.links == "shared"
+        self._kv_bytes_per_token = transfer_bytes_per_token(self.config)
+
     def _start_transfers(self, ids: np.ndarray, src: int, t: float) -> None:
         """Send finished prefills from prefill GPU ``src`` to the decode GPU with the fewest
-        outstanding requests; each lands after its KV transfer time."""
+        outstanding requests. Each moves ``kv_tokens * kv_bytes_per_token`` bytes over the
+        link of ``src`` (shared with the transfers already on it, processor sharing) and lands
+        ``latency`` after its last byte leaves."""
         pool = self._decode_pool
-        seconds = self.disaggregation.transfer_s(self.kv_tokens[ids] if self.kv_enabled
-                                                 else self.target[ids])
+        tokens = self.kv_tokens[ids] if self.kv_enabled else self.target[ids]
+        sizes = (tokens * self._kv_bytes_per_token).tolist()
         self.outstanding[src] -= ids.size
-        for r, dt in zip(ids.tolist(), np.broadcast_to(seconds, ids.shape).tolist(), strict=True):
+        link = None
+        if self._link_bytes_per_s is not None and any(b > 0 for b in sizes):
+            key = 0 if self._link_shared else src
+            link = self._links.get(key)
+            if link is None:
+                link = self._links[key] = _Link(self._link_bytes_per_s)
+            link.advance(t)
+        latency = self._link_latency_s
+        for r, nbytes in zip(ids.tolist(), sizes, strict=True):
             dst = pool[int(np.argmin(self.outstanding[pool]))]
             self.outstanding[dst] += 1
             self.gpu_of[r] = -2
             self._transfer_seq += 1
-            heapq.heappush(self._transfers, (t + dt, self._transfer_seq, r, src, dst))
+            seq = self._transfer_seq
+            self._transfer_info[seq] = (t, nbytes)
+            self._transfer_entry[seq] = (t + latency, seq, r, src, dst)
+            if link is not None and nbytes > 0:
+                link.remaining[seq] = nbytes
+        if link is not None:
+            for seq, drained in link.drain_times().items():
+                entry = self._transfer_entry.get(seq)
+                if entry is None:  # landed already (cannot happen: advance retired it)
+                    del link.remaining[seq]
+                    continue
+                self._transfer_entry[seq] = (drained + latency, *entry[1:])
+        self._transfers = sorted(self._transfer_entry.values())  # a sorted list is a heap
 
     def _land_transfers(self, t: float) -> None:
-        """KV transfers that end at ``t``: free the source's KV, queue at the destination."""
+        """KV transfers that end at ``t``: free the source's KV, queue at the destination,
+        record the transfer."""
         landed = set()
+        log = self._transfer_log
         while self._transfers and self._transfers[0][0] == t:
-            _, _, r, src, dst = heapq.heappop(self._transfers)
+            _, seq, r, src, dst = heapq.heappop(self._transfers)
+            del self._transfer_entry[seq]
+            start, nbytes = self._transfer_info.pop(seq)
+            for key, value in (("request", r), ("src", src), ("dst", dst), ("start_s", start),
+                               ("end_s", t), ("bytes", nbytes)):
+                log[key].append(value)
             if self.kv_enabled:
                 self.kv_used_blocks[src] -= int(self.kv_blocks[r])
                 self.kv_blocks[r] = 0
@@ -642,4 +754,13 @@ class Simulator:
             first_token_s=self.first_token_s.copy(), finish_s=self.finish_s.copy(),
             max_tbt_s=max_tbt, gpu=self.gpu_of.copy(), first_gpu=self.first_gpu.copy(),
             preemptions=self.preemptions.copy(), batch_columns=self._batches.trimmed(),
-            tbt_gaps_s=gaps[measured], tbt_gap_batch=rows[measured], num_gpus=self.num_gpus)
+            tbt_gaps_s=gaps[measured], tbt_gap_batch=rows[measured], num_gpus=self.num_gpus,
+            transfer_columns=self._transfer_columns())
+
+    def _transfer_columns(self) -> dict[str, np.ndarray]:
+        """The landed KV transfers in landing order: request, src, dst (GPU ids), start_s,
+        end_s (landing, s), bytes."""
+        log = self._transfer_log
+        ints = ("request", "src", "dst")
+        return {k: np.asarray(v, dtype=np.int64 if k in ints else np.float64)
+                for k, v in log.items()}

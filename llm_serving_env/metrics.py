@@ -9,14 +9,17 @@ Measurement window: ``[t0, t1]`` with ``t0`` = arrival of the first measured req
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 if TYPE_CHECKING:
+    import os
+
     from llm_serving_env.config import SimConfig
 
 SUMMARY_KEYS = (
@@ -47,6 +50,8 @@ class RunResult:
     num_prefills, num_decodes, token_load); :attr:`batches` is their DataFrame.
     ``tbt_gaps_s`` holds every gap between consecutive output tokens of the measured requests
     (shape (g,)), and ``tbt_gap_batch`` the batch row whose end emitted each of those tokens.
+    ``transfer_columns`` holds the KV transfers of a disaggregated run, in landing order
+    (request, src, dst, start_s, end_s, bytes; empty otherwise).
     """
 
     config: SimConfig
@@ -66,6 +71,7 @@ class RunResult:
     tbt_gaps_s: np.ndarray
     tbt_gap_batch: np.ndarray
     num_gpus: int
+    transfer_columns: dict[str, np.ndarray] = field(default_factory=dict)
 
     # ---------------------------------------------------------------- per-request metrics
     @property
@@ -205,6 +211,72 @@ class RunResult:
             met = self.slo_met()[m]
             out["slo_attainment"] = _mean(met.astype(float))
             out["goodput_rps"] = float(met.sum()) / span if span > 0 else float("nan")
+        return out
+
+    # ---------------------------------------------------------------- timeline
+    def to_chrome_trace(self, path: str | os.PathLike[str]) -> Path:
+        """Write the run's timeline as Chrome / Perfetto trace JSON; returns the path.
+
+        The JSON object has ``traceEvents`` (the Trace Event Format), viewable in
+        https://ui.perfetto.dev or chrome://tracing. Timestamps are simulated time in
+        microseconds. Process 1, "GPUs", has one track (``tid`` = GPU id) with one complete
+        event (``ph: "X"``, ``ts`` = start, ``dur`` = end - start) per batch, named like
+        ``"prefill 312 + 14 decodes"``, with args ``tokens`` (token load), ``prefill_tokens``,
+        ``requests`` (prefill chunks + decodes), ``num_prefills``, ``num_decodes``. Under
+        disaggregation, process 2, "KV transfers", has one complete event per transfer
+        (``"KV r17 0->2"``; args request, src, dst, bytes), from its start to its landing;
+        transfers that overlap in time go on separate lanes (``tid``) so that no two events
+        of a track overlap. Metadata events (``ph: "M"``) name the processes and tracks.
+        """
+        import json
+
+        b = self.batch_columns
+        events: list[dict[str, Any]] = [
+            {"name": "process_name", "ph": "M", "pid": 1, "tid": 0, "args": {"name": "GPUs"}}]
+        dis = self.config.disaggregation
+        roles = (["mixed"] * self.num_gpus if dis is None
+                 else ["prefill"] * dis.prefill.count + ["decode"] * dis.decode.count)
+        for g in range(self.num_gpus):
+            label = f"GPU {g}" if roles[g] == "mixed" else f"GPU {g} ({roles[g]})"
+            events.append({"name": "thread_name", "ph": "M", "pid": 1, "tid": g,
+                           "args": {"name": label}})
+        columns = ("gpu", "start_s", "end_s", "prefill_tokens", "num_prefills", "num_decodes",
+                   "token_load")
+        for g, start, end, ptok, npre, ndec, load in zip(
+                *(b[c].tolist() for c in columns), strict=True):
+            parts = ([f"prefill {ptok}"] if npre else []) + (
+                [f"{ndec} decode{'s' if ndec != 1 else ''}"] if ndec else [])
+            events.append({
+                "name": " + ".join(parts) or "empty", "cat": "batch", "ph": "X",
+                "ts": start * 1e6, "dur": (end - start) * 1e6, "pid": 1, "tid": g,
+                "args": {"tokens": load, "prefill_tokens": ptok, "requests": npre + ndec,
+                         "num_prefills": npre, "num_decodes": ndec}})
+        tr = self.transfer_columns
+        if dis is not None:
+            events.append({"name": "process_name", "ph": "M", "pid": 2, "tid": 0,
+                           "args": {"name": "KV transfers"}})
+            lane_free: list[float] = []  # per lane, the end of its last transfer
+            rows = sorted(zip(*(tr[c].tolist() for c in (
+                "start_s", "end_s", "request", "src", "dst", "bytes")), strict=True)
+                ) if tr else []
+            for start, end, r, src, dst, nbytes in rows:
+                lane = next((i for i, free in enumerate(lane_free) if free <= start), None)
+                if lane is None:
+                    lane = len(lane_free)
+                    lane_free.append(end)
+                    events.append({"name": "thread_name", "ph": "M", "pid": 2, "tid": lane,
+                                   "args": {"name": f"lane {lane}"}})
+                lane_free[lane] = end
+                events.append({
+                    "name": f"KV r{r} {src}->{dst}", "cat": "kv_transfer", "ph": "X",
+                    "ts": start * 1e6, "dur": (end - start) * 1e6, "pid": 2, "tid": lane,
+                    "args": {"request": r, "src": src, "dst": dst, "bytes": nbytes}})
+        out = Path(path)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        trace = {"traceEvents": events, "displayTimeUnit": "ms",
+                 "otherData": {"scheduler": self.config.scheduler.name, "seed": self.seed,
+                               "time_unit": "ts and dur in microseconds of simulated time"}}
+        out.write_text(json.dumps(trace), encoding="utf-8")
         return out
 
     def __repr__(self) -> str:

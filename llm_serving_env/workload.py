@@ -11,6 +11,12 @@ each driving its own ``numpy.random.default_rng(child)``. The streams are indepe
 other and of anything a scheduling policy does, so two policies run with one seed see the same
 requests (common random numbers). The engine draws service noise from a different child of its
 own root seed.
+
+Trace replay (``{process: trace}`` with ``{dist: trace, order: replay}`` lengths on the same
+file) needs no special case here: the arrival stream returns the file's times in row order
+and the length streams return the file's rows in the same order, so request ``i`` is row ``i``
+(see ``llm_serving_env.traces``). Replays do not use the length generators; a Mooncake replay
+uses the arrival generator only to place requests inside their 3 s time buckets.
 """
 
 from __future__ import annotations

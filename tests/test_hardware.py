@@ -1,0 +1,274 @@
+"""Hardware: model/KV sizing, GPU memory, service-preset fits, tensor parallelism, links."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+from helpers import make_config
+
+import llm_serving_env as lse
+from llm_serving_env.config import ConfigError, SimConfig
+from llm_serving_env.hardware import (
+    ALLREDUCE_FITS,
+    GPU_PRESETS,
+    INTERCONNECT_PRESETS,
+    MODEL_PRESETS,
+    ModelSpec,
+    kv_capacity_tokens,
+)
+from llm_serving_env.presets import (
+    SERVICE_PRESET_HARDWARE,
+    SERVICE_PRESETS,
+    transform_tensor_parallel,
+)
+
+PROFILES = Path(__file__).resolve().parents[1] / "data" / "profiles"
+
+# Llama-3-70B fp16 on 2 x A100-80GB: weights 70.55e9 * 2 B = 141.1 GB.
+LLAMA3_70B_TP2 = {"model": "llama3_70b", "gpus.gpu": "a100_80gb",
+                  "service": {"preset": "llama3_70b_a100_tp2"}}
+
+
+# ------------------------------------------------------------------------------ model / KV
+
+
+def test_kv_bytes_per_token_are_the_published_shapes():
+    assert MODEL_PRESETS["llama3_70b"].kv_bytes_per_token == 327_680  # 2*80*8*128*2
+    assert MODEL_PRESETS["llama3_8b"].kv_bytes_per_token == 131_072  # 2*32*8*128*2
+    assert MODEL_PRESETS["llama2_70b"].kv_bytes_per_token == 327_680  # GQA, 8 KV heads
+    assert MODEL_PRESETS["llama2_7b"].kv_bytes_per_token == 524_288  # 2*32*32*128*2
+    spec = ModelSpec(num_layers=80, num_kv_heads=8, head_dim=128, bytes_per_value=1)
+    assert spec.kv_bytes_per_token == 163_840  # fp8 halves it
+    assert MODEL_PRESETS["llama3_70b"].weights_gb == pytest.approx(141.1)
+
+
+def test_kv_capacity_by_hand():
+    # (2 GPUs * 80 GB * 0.9 - 141.1 GB) * 1e9 / 327,680 B = 2.9e9 / 327,680 = 8850.09
+    assert kv_capacity_tokens("llama3_70b", "a100_80gb", tensor_parallel=2) == 8850
+    # doubling the memory: (2 * 160 * 0.9 - 141.1) e9 / 327,680 = 448,303.2
+    assert kv_capacity_tokens("llama3_70b", 160.0, tensor_parallel=2) == 448_303
+    # explicit weights and utilization: (1 * 40 * 0.5 - 10) e9 / 131,072 = 76,293.9
+    assert kv_capacity_tokens(MODEL_PRESETS["llama3_8b"], GPU_PRESETS["a100_40gb"], 1,
+                              weights_gb=10.0, memory_utilization=0.5) == 76_293
+    with pytest.raises(ValueError, match=r"141\.1 GB\) do not fit"):
+        kv_capacity_tokens("llama3_70b", "a100_80gb", tensor_parallel=1)
+
+
+def test_model_and_gpu_derive_the_kv_capacity_and_memory_is_one_field(tmp_path):
+    cfg = make_config(**LLAMA3_70B_TP2)
+    assert cfg.gpus.kv_capacity_tokens == 8850 and cfg.service.tensor_parallel == 2
+    doubled = cfg.replace({"gpus.memory_gb": 160})
+    assert doubled.gpus.kv_capacity_tokens == 448_303
+    tp4 = cfg.replace({"service.tensor_parallel": 4})  # (4*80*0.9 - 141.1)e9 / 327,680
+    assert tp4.gpus.kv_capacity_tokens == 448_303
+    fp8 = cfg.replace({"model.bytes_per_value": 1})  # (144 - 70.55) e9 / 163,840 = 448,303
+    assert fp8.gpus.kv_capacity_tokens == 448_303
+    # an explicit capacity overrides; the derived value is not frozen into the YAML form
+    assert cfg.replace({"gpus.kv_capacity_tokens": 1000}).gpus.kv_capacity_tokens == 1000
+    d = cfg.to_dict()
+    assert d["gpus"]["kv_capacity_tokens"] is None and d["model"] == {"preset": "llama3_70b"}
+    assert SimConfig.from_dict(d) == cfg
+    assert lse.load_config(lse.save_config(doubled, tmp_path / "doubled.yaml")) == doubled
+    # the engine uses the derived capacity
+    sim = lse.Simulator(cfg)
+    assert sim.kv_enabled and sim.kv_capacity_blocks == 8850 // 16
+
+
+def test_model_block_forms():
+    full = {"num_layers": 80, "num_kv_heads": 8, "head_dim": 128, "bytes_per_value": 2,
+            "num_params": 70.55e9, "hidden_size": 8192}
+    by_fields = make_config(model=full)
+    by_name = make_config(model="llama3_70b")
+    assert by_fields.model.kv_bytes_per_token == by_name.model.kv_bytes_per_token
+    assert by_fields.to_dict()["model"] == full  # no preset: every field
+    over = make_config(model={"preset": "llama3_70b", "bytes_per_value": 1})
+    assert over.to_dict()["model"] == {"preset": "llama3_70b", "bytes_per_value": 1.0}
+
+
+@pytest.mark.parametrize(("changes", "expected"), [
+    ({"gpus.memory_gb": 80}, ["gpus.memory_gb = 80", "needs a top-level model block"]),
+    ({"gpus.gpu": "a100_80gb"}, ["gpus.gpu = 'a100_80gb'", "needs a top-level model block"]),
+    ({"gpus.gpu": "a100"}, ["gpus.gpu = 'a100'", "did you mean 'a100_80gb'"]),
+    ({"gpus.memory_gb": -1}, ["gpus.memory_gb = -1", "must be a number > 0"]),
+    ({"gpus.memory_utilization": 1.5}, ["gpus.memory_utilization = 1.5", "<= 1"]),
+    ({"model": "llama3"}, ["model.preset = 'llama3'", "unknown model preset", "llama3_70b"]),
+    ({"model": {"num_layers": 80}}, ["model", "missing required key 'num_kv_heads'"]),
+    ({"model": {"preset": "llama3_70b", "layers": 2}}, ["model.layers", "unknown key"]),
+    ({"model": {"preset": "llama3_70b", "num_layers": 0}},
+     ["model.num_layers = 0", "integer >= 1"]),
+    ({"model": "llama3_70b", "gpus.gpu": "a100_80gb", "service.tensor_parallel": 1},
+     ["gpus.gpu = 'a100_80gb'", "141.1 GB) do not fit", "1 * 80 * 0.9"]),
+    ({"model": {"num_layers": 1, "num_kv_heads": 1, "head_dim": 1}, "gpus.memory_gb": 80},
+     ["model.num_params", "needed to derive"]),
+    ({"disaggregation": {"prefill": {"count": 1}, "decode": {"count": 1},
+                         "interconnect": "nvlink"}, "gpus.count": 2},
+     ["disaggregation.interconnect = 'nvlink'", "kv_bytes_per_token or a top-level model"]),
+    ({"disaggregation": {"prefill": {"count": 1}, "decode": {"count": 1},
+                         "interconnect": "ethernet"}, "gpus.count": 2},
+     ["disaggregation.interconnect = 'ethernet'", "'nvlink'", "'pcie4'", "'infiniband'"]),
+    ({"disaggregation": {"prefill": {"count": 1}, "decode": {"count": 1},
+                         "links": "mesh"}, "gpus.count": 2},
+     ["disaggregation.links = 'mesh'", "'per_source'", "'shared'"]),
+])
+def test_hardware_fields_are_validated_with_clear_errors(changes, expected):
+    with pytest.raises(ConfigError) as info:
+        make_config(**changes)
+    for text in expected:
+        assert text in str(info.value)
+
+
+# ------------------------------------------------------------------------------ presets
+
+
+def _read_profile(name: str, b_col: str, y_col: str) -> tuple[np.ndarray, np.ndarray]:
+    with open(PROFILES / name, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    return (np.array([float(r[b_col]) for r in rows]), np.array([float(r[y_col]) for r in rows]))
+
+
+def test_llama3_fit_preset_is_rederived_from_the_copied_profile():
+    """Independent re-derivation of ``llama3_70b_a100_tp2_fit``: minimize the squared relative
+    error of c + a*max(0, b - b0) over b <= 8192, by the 2x2 normal equations, for every
+    integer b0 in 0..2048."""
+    b, y = _read_profile("llama3-70b_a100_tp2_iteration_time_derived.csv", "num_tokens",
+                         "total_ms")
+    keep = b <= 8192
+    b, y = b[keep], y[keep]
+    w2 = 1.0 / y**2
+    best = (np.inf, 0.0, 0.0, -1)
+    for b0 in range(0, 2049):
+        x = np.maximum(0.0, b - b0)
+        m = np.array([[w2.sum(), (w2 * x).sum()], [(w2 * x).sum(), (w2 * x * x).sum()]])
+        c, a = np.linalg.solve(m, np.array([(w2 * y).sum(), (w2 * x * y).sum()]))
+        sse = float((w2 * (c + a * x - y) ** 2).sum())
+        if c >= 0 and a >= 0 and sse < best[0]:
+            best = (sse, c, a, b0)
+    _, c, a, b0 = best
+    preset = SERVICE_PRESETS["llama3_70b_a100_tp2_fit"]
+    assert preset["b0_tokens"] == b0 == 60
+    assert preset["c_ms"] == pytest.approx(c, abs=0.005)
+    assert preset["a_ms"] == pytest.approx(a, abs=5e-5)
+    rel = np.abs(c + a * np.maximum(0.0, b - b0) - y) / y
+    assert rel.max() == pytest.approx(0.204, abs=0.001)  # the error the preset's comment quotes
+    assert np.median(rel) == pytest.approx(0.017, abs=0.001)
+
+
+def test_every_fitted_preset_matches_the_fits_csv():
+    with open(PROFILES / "service_fits.csv", newline="", encoding="utf-8") as f:
+        fits = {(r["profile"], r["form"], r["weighting"]): r for r in csv.DictReader(f)}
+    shipped = {
+        "llama3_70b_a100_tp2_fit": ("llama3_70b_a100_tp2_vidur_total", "piecewise_linear"),
+        "llama3_70b_a100_tp2_staircase_fit": ("llama3_70b_a100_tp2_vidur_total", "staircase"),
+        "llama2_70b_a100_tp2": ("llama2_70b_a100_tp2_splitwise", "piecewise_linear"),
+        "llama2_70b_h100_tp2": ("llama2_70b_h100_tp2_splitwise", "piecewise_linear"),
+        "llama2_70b_h100_tp2_staircase": ("llama2_70b_h100_tp2_splitwise", "staircase"),
+    }
+    for name, (profile, form) in shipped.items():
+        row, preset = fits[(profile, form, "rel")], SERVICE_PRESETS[name]
+        assert preset["model"] == form, name
+        assert preset["b0_tokens"] == int(row["b0_tokens"]), name
+        assert preset["c_ms"] == pytest.approx(float(row["c_ms"]), rel=2e-3), name
+        assert preset["a_ms"] == pytest.approx(float(row["a_ms"]), rel=2e-3), name
+        if form == "staircase":
+            assert row["better_form"] == "staircase", name  # shipped only where it fits better
+    assert set(SERVICE_PRESET_HARDWARE) == set(SERVICE_PRESETS)
+
+
+def test_every_preset_loads():
+    for name in SERVICE_PRESETS:
+        cfg = make_config(service={"preset": name})
+        assert cfg.service.preset == name
+        assert SimConfig.from_dict(cfg.to_dict()) == cfg
+
+
+# ------------------------------------------------------------------------------ tensor parallel
+
+
+def test_tensor_parallel_transformation_by_hand():
+    ar = ALLREDUCE_FITS["a100_nvlink"]
+    lam = 2 * 80 * ar.latency_ms  # 160 all-reduces' latency, ms
+    per_byte = 1.0 / (ar.bus_bandwidth_gb_per_s * 1e6)  # ms per byte
+    k2 = 160 * 1.0 * 8192 * 2 * per_byte  # ring factor 2 (t-1)/t = 1 at t = 2
+    k4 = 160 * 1.5 * 8192 * 2 * per_byte
+    cfg = make_config(service={"preset": "llama3_70b_a100_tp2", "tensor_parallel": 4})
+    s = cfg.service
+    assert s.c_ms == pytest.approx((45.5 - lam) / 2 + lam, abs=1e-6)
+    assert s.a_ms == pytest.approx((0.30 - k2) / 2 + k4, abs=1e-6)
+    assert s.b0_tokens == 64 and s.tensor_parallel == 4
+    assert s.c_ms == pytest.approx(25.798, abs=1e-3) and s.a_ms == pytest.approx(0.16359, 1e-4)
+    # without communication the transformation is plain 1/TP scaling
+    assert transform_tensor_parallel(47.5, 0.311, 63, from_tp=2, to_tp=1, num_layers=80,
+                                     hidden_size=8192, bytes_per_value=2,
+                                     allreduce=None) == (95.0, 0.622, 63)
+    # the preset's own TP is the identity; explicit fields beside the preset are kept as given
+    assert make_config(service={"preset": "llama3_70b_a100_tp2", "tensor_parallel": 2}
+                       ).service.c_ms == 45.5
+    kept = make_config(service={"preset": "llama3_70b_a100_tp2", "tensor_parallel": 4,
+                                "c_ms": 30.0})
+    assert kept.service.c_ms == 30.0 and kept.service.a_ms == pytest.approx(0.16359, 1e-4)
+    # replace re-resolves the preset at the new TP, and the YAML form round-trips
+    again = make_config(service={"preset": "llama3_70b_a100_tp2"}).replace(
+        {"service.tensor_parallel": 4})
+    assert again.service == cfg.service
+    assert SimConfig.from_dict(cfg.to_dict()) == cfg
+
+
+def test_compute_scaling_assumption_holds_on_vidur_linear_ops():
+    """The transformation's compute part (1/TP) predicts Vidur's TP4 linear-op times from the
+    TP2 fit with a median relative error of a few percent."""
+    with open(PROFILES / "vidur_a100_Meta-Llama-3-70B_mlp.csv", newline="",
+              encoding="utf-8") as f:
+        rows = [r for r in csv.DictReader(f) if r["num_tensor_parallel_workers"] == "4"
+                and int(r["num_tokens"]) <= 8192]
+    ops = ("input_layernorm", "attn_pre_proj", "attn_rope", "attn_post_proj",
+           "post_attention_layernorm", "mlp_up_proj", "mlp_act", "mlp_down_proj", "add")
+    b = np.array([float(r["num_tokens"]) for r in rows])
+    y = np.array([80 * sum(float(r[f"time_stats.{op}.median"]) for op in ops)
+                  + float(r["time_stats.emb.median"]) for r in rows])
+    c, a, b0 = transform_tensor_parallel(47.5, 0.3112, 63, from_tp=2, to_tp=4, num_layers=80,
+                                         hidden_size=8192, bytes_per_value=2, allreduce=None)
+    rel = np.abs(c + a * np.maximum(0.0, b - b0) - y) / y
+    assert np.median(rel) < 0.05
+
+
+@pytest.mark.parametrize(("service", "expected"), [
+    ({"preset": "llama3_70b_a100_tp2", "tensor_parallel": 3}, ["must be one of 1, 2, 4, 8"]),
+    ({"preset": "llama3_70b_a100_tp2", "tensor_parallel": 1},
+     ["service.tensor_parallel = 1", "141.1 GB) do not fit in 1 x a100_80gb"]),
+    ({"preset": "llama2_70b_h100_tp2", "tensor_parallel": 4},
+     ["no all-reduce profile for its GPU (h100_80gb)"]),
+    ({"preset": "llama3_70b_a100_tp2_staircase_fit", "tensor_parallel": 4},
+     ["staircase fit"]),
+    ({"preset": "codellama34b_a100_staircase", "tensor_parallel": 2},
+     ["model's shape is not recorded"]),
+    ({"c_ms": 1.0, "a_ms": 1.0, "b0_tokens": 0, "tensor_parallel": 0},
+     ["service.tensor_parallel = 0", "integer >= 1"]),
+])
+def test_tensor_parallel_errors(service, expected):
+    with pytest.raises(ConfigError) as info:
+        make_config(service=service)
+    for text in expected:
+        assert text in str(info.value)
+
+
+# ------------------------------------------------------------------------------ interconnect
+
+
+def test_interconnect_presets_and_overrides():
+    dis = {"prefill": {"count": 1}, "decode": {"count": 1}, "interconnect": "pcie4"}
+    cfg = make_config(**{"gpus.count": 2, "disaggregation": dis, "model": "llama3_70b"})
+    d = cfg.disaggregation
+    assert d.link_bandwidth_gb_per_s == INTERCONNECT_PRESETS["pcie4"].bandwidth_gb_per_s == 31.5
+    assert INTERCONNECT_PRESETS["nvlink"].bandwidth_gb_per_s == 300.0  # per direction
+    assert INTERCONNECT_PRESETS["infiniband"].bandwidth_gb_per_s == 25.0  # 200 Gb/s
+    assert d.link_latency_ms == 0.01
+    # 1000 tokens of Llama-3-70B KV over PCIe 4: 327.68 MB / 31.5 GB/s + 0.01 ms
+    assert d.transfer_s(1000, 327_680.0) == pytest.approx(0.32768 / 31.5 + 1e-5)
+    over = cfg.replace({"disaggregation.bandwidth_gb_per_s": 10.0,
+                        "disaggregation.latency_ms": 1.0})
+    assert over.disaggregation.link_bandwidth_gb_per_s == 10.0
+    assert over.disaggregation.link_latency_ms == 1.0
+    assert SimConfig.from_dict(over.to_dict()) == over
