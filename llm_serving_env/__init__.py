@@ -8,10 +8,19 @@ Quick start::
     print(result.summary())
 """
 
+import gymnasium as _gymnasium
+
 from llm_serving_env.batch import Batch, SchedulingError, Wait
 from llm_serving_env.capacity import CapacityResult, capacity
 from llm_serving_env.config import ConfigError, SimConfig, load_config, save_config
 from llm_serving_env.engine import Simulator
+from llm_serving_env.env import (
+    ENV_ID,
+    BaselineAgent,
+    CompactActionWrapper,
+    CompactMultiDiscreteWrapper,
+    LLMServingEnv,
+)
 from llm_serving_env.metrics import RunResult
 from llm_serving_env.scheduling import (
     DecisionView,
@@ -24,7 +33,12 @@ from llm_serving_env.simulation import simulate
 
 __version__ = "0.1.0"
 
+if ENV_ID not in _gymnasium.registry:
+    _gymnasium.register(id=ENV_ID, entry_point="llm_serving_env.env:LLMServingEnv")
+
 __all__ = [
+    "ENV_ID", "BaselineAgent", "CompactActionWrapper", "CompactMultiDiscreteWrapper",
+    "LLMServingEnv",
     "Batch", "CapacityResult", "ConfigError", "DecisionView", "RunResult", "Scheduler",
     "SchedulingError", "SimConfig", "Simulator", "Wait", "available_schedulers", "capacity",
     "load_config", "make_scheduler", "register_scheduler", "save_config", "simulate",
