@@ -273,6 +273,12 @@ class Simulator:
                 f"{self.kv_block_tokens}) at its last decode, more than one GPU holds "
                 f"({self.kv_capacity_blocks} blocks); raise the capacity or shorten requests")
 
+    def event_pending(self) -> bool:
+        """True if an arrival, a batch end, a KV transfer landing or a timed Wait is pending
+        (if not, a GPU that waits would wait forever)."""
+        return (self.next_arrival_s != _INF or min(self.busy_until) != _INF
+                or min(self.wait_until) != _INF or bool(self._transfers))
+
     @property
     def done(self) -> bool:
         """True once every request has finished."""

@@ -552,9 +552,7 @@ class LLMServingEnv(gym.Env):
 
     def _event_pending(self) -> bool:
         """True if an arrival, a batch end, a KV transfer or a timed Wait expiry is pending."""
-        sim = self.sim
-        return (sim.next_arrival_s != _INF or min(sim.busy_until) != _INF
-                or min(sim.wait_until) != _INF or bool(getattr(sim, "_transfers", ())))
+        return self.sim.event_pending()
 
     def action_masks(self) -> np.ndarray:
         """Flat boolean mask over the native action's values (MaskablePPO's format): the
