@@ -46,7 +46,7 @@ import numpy as np
 from baselines.fixed_batch import cohort_candidate
 from baselines.request_level import check_prompts_fit
 from llm_serving_env.batch import Batch, Wait
-from llm_serving_env.config import ConfigError, ServiceConfig, SimConfig
+from llm_serving_env.config import ConfigError, SimConfig
 from llm_serving_env.scheduling import (
     DecisionView,
     Scheduler,
@@ -81,15 +81,6 @@ class DynamicBatchConfig:
                               "number in (0, 1] (a fraction of target_ttft_ms)")
 
 
-def _prefill_service(sim_config: SimConfig) -> ServiceConfig:
-    """The service model of the GPUs that form cohorts: under disaggregation the prefill
-    pool's own model if it has one, else the top-level ``service``."""
-    dis = getattr(sim_config, "disaggregation", None)
-    pool = getattr(dis, "prefill", None)
-    own = getattr(pool, "service", None)
-    return own if own is not None else sim_config.service
-
-
 @register_scheduler("dynamic_batch")
 class DynamicBatchScheduler(Scheduler):
     """Queue- and TTFT-target-adaptive batching of request-level cohorts (see the module
@@ -108,7 +99,7 @@ class DynamicBatchScheduler(Scheduler):
         self.target_ttft_s = target_ms / 1000.0
         self.budget_s = float(config.safety_factor) * self.target_ttft_s
         # only mean_s is used; the generator (needed by noisy models) is never drawn from
-        self.service = ServiceModel.from_config(_prefill_service(sim_config),
+        self.service = ServiceModel.from_config(sim_config.service_for("prefill"),
                                                 np.random.default_rng(0))
 
     def check_feasible(self, workload: Workload) -> None:

@@ -20,19 +20,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-
 from llm_serving_env.batch import Batch, Wait
 from llm_serving_env.config import ConfigError, SimConfig
 from llm_serving_env.scheduling import (
     DecisionView,
     Scheduler,
+    chunked_prefill,
     positive_int,
     register_scheduler,
 )
-
-_NONE = np.zeros(0, np.int64)
-_NONE.flags.writeable = False
 
 
 @dataclass(frozen=True)
@@ -43,27 +39,6 @@ class HybridConfig:
 
     def __post_init__(self) -> None:
         positive_int("scheduler.token_budget", self.token_budget)
-
-
-def chunked_prefill(view: DecisionView, budget: int, slots: int) -> tuple[np.ndarray, np.ndarray]:
-    """Chunks for ``view.waiting`` in order, filling ``budget`` tokens.
-
-    Resident (partially prefilled) requests lead ``view.waiting`` and take no new slot; at
-    most ``slots`` new requests join. Returns (ids, tokens) int64 arrays, ids a prefix of
-    ``view.waiting``; both empty if the budget is 0.
-    """
-    if budget <= 0 or view.waiting.size == 0:
-        return _NONE, _NONE
-    # every chunk has >= 1 token, so at most `budget` requests can take part
-    head = view.waiting[: min(budget, view.num_partial + max(slots, 0))]
-    if head.size == 0:
-        return _NONE, _NONE
-    need = view.remaining_prompt(head)
-    total = np.cumsum(need)
-    count = min(int(np.searchsorted(total, budget)) + 1, head.size)  # the last one may be cut
-    tokens = need[:count].copy()
-    tokens[-1] -= max(0, int(total[count - 1]) - budget)
-    return head[:count], tokens
 
 
 @register_scheduler("hybrid", "sarathi")

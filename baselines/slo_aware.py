@@ -134,12 +134,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from baselines.hybrid import chunked_prefill
 from llm_serving_env.batch import Batch, Wait
-from llm_serving_env.config import ConfigError, ServiceConfig, SimConfig
+from llm_serving_env.config import ConfigError, SimConfig
 from llm_serving_env.scheduling import (
     DecisionView,
     Scheduler,
+    chunked_prefill,
     positive_int,
     positive_number,
     register_scheduler,
@@ -181,14 +181,6 @@ class SloAwareConfig:
         if self.prefill_order not in PREFILL_ORDERS:
             raise ConfigError(f"scheduler.prefill_order = {self.prefill_order!r}: must be one "
                               f"of {', '.join(repr(o) for o in PREFILL_ORDERS)}")
-
-
-def _service_config(sim_config: SimConfig, role: str) -> ServiceConfig:
-    """The service model of a GPU of ``role``: its disaggregation pool's if it has one."""
-    dis = getattr(sim_config, "disaggregation", None)
-    pool = getattr(dis, role, None) if dis is not None and role != "mixed" else None
-    service = getattr(pool, "service", None)
-    return service if service is not None else sim_config.service
 
 
 def service_sd_s(model: ServiceModel, loads: np.ndarray) -> np.ndarray:
@@ -277,7 +269,7 @@ class SloAwareScheduler(Scheduler):
         b = 0..max_token_budget (made nondecreasing), for GPUs of ``role``."""
         table = self._tables.get(role)
         if table is None:
-            model = ServiceModel.from_config(_service_config(self.sim_config, role),
+            model = ServiceModel.from_config(self.sim_config.service_for(role),
                                              rng=np.random.default_rng(0))
             loads = np.arange(self.max_budget + 1)
             table = np.asarray(model.mean_s(loads), dtype=np.float64)

@@ -1540,6 +1540,14 @@ class SimConfig:
             kwargs["model"] = model_from_yaml(d["model"], "model")
         return cls(**kwargs)
 
+    def service_for(self, role: str) -> ServiceConfig:
+        """The service model of GPUs of ``role`` (``"mixed"``, ``"prefill"`` or ``"decode"``):
+        their disaggregation pool's own ``service`` if it has one, else the top-level one."""
+        dis = self.disaggregation
+        pool = getattr(dis, role, None) if dis is not None and role != "mixed" else None
+        own = getattr(pool, "service", None)
+        return own if own is not None else self.service
+
     def replace(self, changes: Mapping[str, Any] | None = None, **kwargs: Any) -> SimConfig:
         """A copy with some fields changed, fully revalidated.
 

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from llm_serving_env.batch import Batch, SchedulingError, Wait
-from llm_serving_env.config import ConfigError, ServiceConfig
+from llm_serving_env.config import ConfigError
 from llm_serving_env.scheduling import DecisionView, RequestTable
 from llm_serving_env.service import ServiceModel
 from llm_serving_env.workload import Workload, generate_workload
@@ -195,7 +195,8 @@ class Simulator:
         self.policy_rng = np.random.default_rng(policy_ss)
         # one noise stream per GPU, so a GPU's service times do not depend on the others'
         self.services = [
-            ServiceModel.from_config(self._service_config(g), np.random.default_rng(ss))
+            ServiceModel.from_config(self.config.service_for(self.roles[g]),
+                                     np.random.default_rng(ss))
             for g, ss in enumerate(service_ss.spawn(self.num_gpus))]
         w = self.workload
         n = len(w)
@@ -250,14 +251,6 @@ class Simulator:
         self._gap_rows: list[int] = []
         self._ready = True
         self._check_kv_feasible()
-
-    def _service_config(self, g: int) -> ServiceConfig:
-        """The service model of GPU ``g``: its pool's, else the top-level one."""
-        dis = self.disaggregation
-        pool = None if dis is None else (dis.prefill if self.roles[g] == "prefill" else dis.decode)
-        if pool is not None and pool.service is not None:
-            return pool.service
-        return self.config.service
 
     def _check_kv_feasible(self) -> None:
         if not self.kv_enabled or self.n == 0:

@@ -31,7 +31,7 @@ from llm_serving_env.batch import Batch, Wait
 from llm_serving_env.config import ConfigError, SimConfig
 from llm_serving_env.engine import Simulator
 from llm_serving_env.metrics import RunResult
-from llm_serving_env.scheduling import DecisionView, Scheduler, make_scheduler
+from llm_serving_env.scheduling import DecisionView, Scheduler, chunked_prefill, make_scheduler
 from llm_serving_env.service import ServiceModel
 from llm_serving_env.simulation import as_config
 
@@ -772,23 +772,6 @@ class LLMServingEnv(gym.Env):
         denom = self._alpha * raw
         denom += self._scale
         return (raw / denom).astype(np.float32)
-
-
-def chunked_prefill(view: DecisionView, budget: int, slots: int) -> tuple[np.ndarray, np.ndarray]:
-    """Chunks for ``view.waiting`` in order (partially prefilled first, then FCFS) filling
-    ``budget`` tokens: whole remaining prompts, the last one cut to what is left. Resident
-    requests take no new slot; at most ``slots`` new requests join. Returns (ids, tokens)."""
-    if budget <= 0 or view.waiting.size == 0:
-        return _NONE, _NONE
-    head = view.waiting[: min(budget, view.num_partial + max(slots, 0))]
-    if head.size == 0:
-        return _NONE, _NONE
-    need = view.remaining_prompt(head)
-    total = np.cumsum(need)
-    count = min(int(np.searchsorted(total, budget)) + 1, head.size)
-    tokens = need[:count].copy()
-    tokens[-1] -= max(0, int(total[count - 1]) - budget)
-    return head[:count], tokens
 
 
 # ---------------------------------------------------------------------- baselines through the env

@@ -26,6 +26,10 @@ if TYPE_CHECKING:
     from llm_serving_env.workload import Workload
 
 
+_NO_IDS = np.zeros(0, np.int64)
+_NO_IDS.flags.writeable = False
+
+
 class RequestTable:
     """Read-only per-request state, one entry per request id (ids are arrival order, 0-based).
 
@@ -149,6 +153,27 @@ class DecisionView:
     def is_resident(self, ids: np.ndarray) -> np.ndarray:
         """Boolean mask: which of ``ids`` already hold a slot on this GPU."""
         return self.requests.gpu[ids] == self.gpu
+
+
+def chunked_prefill(view: DecisionView, budget: int, slots: int) -> tuple[np.ndarray, np.ndarray]:
+    """Chunks for ``view.waiting`` in order, filling ``budget`` tokens.
+
+    Resident (partially prefilled) requests lead ``view.waiting`` and take no new slot; at
+    most ``slots`` new requests join. Returns (ids, tokens) int64 arrays, ids a prefix of
+    ``view.waiting``; both empty if the budget is 0.
+    """
+    if budget <= 0 or view.waiting.size == 0:
+        return _NO_IDS, _NO_IDS
+    # every chunk has >= 1 token, so at most `budget` requests can take part
+    head = view.waiting[: min(budget, view.num_partial + max(slots, 0))]
+    if head.size == 0:
+        return _NO_IDS, _NO_IDS
+    need = view.remaining_prompt(head)
+    total = np.cumsum(need)
+    count = min(int(np.searchsorted(total, budget)) + 1, head.size)  # the last one may be cut
+    tokens = need[:count].copy()
+    tokens[-1] -= max(0, int(total[count - 1]) - budget)
+    return head[:count], tokens
 
 
 @dataclasses.dataclass(frozen=True)
