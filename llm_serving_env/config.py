@@ -94,7 +94,7 @@ CONFIGS_DIR: Path = Path(__file__).resolve().parents[1] / "configs"
 
 SERVICE_MODELS: tuple[str, ...] = ("piecewise_linear", "staircase")
 SERVICE_NOISES: tuple[str, ...] = ("deterministic", "exponential", "gamma")
-ROUTERS: tuple[str, ...] = ("central", "round_robin", "jsq")
+ROUTERS: tuple[str, ...] = ("central", "round_robin", "jsq", "least_tokens")
 
 
 # --------------------------------------------------------------------------------------------
@@ -1158,7 +1158,9 @@ class GpuConfig:
     """The GPU workers.
 
     ``count`` identical GPUs; ``router`` assigns requests to GPUs (``central``: one shared
-    queue; ``round_robin``; ``jsq``: join the shortest queue); ``max_batch_tokens`` (K) caps
+    queue; ``round_robin``; ``jsq``: join the queue with the fewest outstanding requests;
+    ``least_tokens``: the fewest outstanding tokens of work, prefill tokens plus decodes, i.e.
+    L + B - 1 per request, counting what a request has left); ``max_batch_tokens`` (K) caps
     the token load of one batch; ``max_batch_requests`` caps the requests resident on one GPU;
     ``kv_capacity_tokens`` is the KV cache size per GPU in tokens (None = unlimited), allocated
     in blocks of ``kv_block_tokens`` tokens.

@@ -239,6 +239,11 @@ class Simulator:
         self.parked = [False] * g  # waiting for an event or wait_until
         self.wait_until = [_INF] * g
         self.outstanding = np.zeros(g, dtype=np.int64)  # routed/bound and unfinished, per GPU
+        # least_tokens router: token work (prefill tokens + decodes) still to run on each GPU
+        # for the requests routed to it; a request's work is L + B - 1 tokens
+        # (one queue means central routing, whatever the router's name)
+        self._track_tokens = self.router == "least_tokens" and self._num_queues > 1
+        self.outstanding_tokens = np.zeros(g, dtype=np.int64)
         self.kv_used_blocks = [0] * g
         self.handoff: list[list[int]] = [[] for _ in range(g)]  # arrived at a decode GPU, FIFO
         self._reset_transfers()
@@ -363,6 +368,8 @@ class Simulator:
             g = self._route()
             self.queue_of[i] = g
             self.outstanding[g] += 1
+            if self._track_tokens:
+                self.outstanding_tokens[g] += int(self.prompt[i] + self.output[i] - 1)
             self.queues[g] = _frozen(np.append(self.queues[g], i))
 
     def _route(self) -> int:
@@ -374,6 +381,8 @@ class Simulator:
             return g
         if self.router == "jsq":
             return gpus[int(np.argmin(self.outstanding[gpus]))]
+        if self.router == "least_tokens":
+            return gpus[int(np.argmin(self.outstanding_tokens[gpus]))]
         raise ValueError(f"gpus.router = {self.router!r}: not supported by the engine")
 
     # ------------------------------------------------------------------ execution
@@ -495,6 +504,8 @@ class Simulator:
         self.busy_until[g] = _INF
         finished_any = False
         pids, dids = batch.prefill_ids, batch.decode_ids
+        if self._track_tokens and self.roles[g] != "decode":
+            self.outstanding_tokens[g] -= int(batch.prefill_tokens.sum()) + dids.size
         if dids.size:
             last = self.last_token_s
             self._gaps.append(end - last[dids])
@@ -591,6 +602,8 @@ class Simulator:
         tokens = self.kv_tokens[ids] if self.kv_enabled else self.target[ids]
         sizes = (tokens * self._kv_bytes_per_token).tolist()
         self.outstanding[src] -= ids.size
+        if self._track_tokens:  # their decodes run elsewhere
+            self.outstanding_tokens[src] -= int((self.output[ids] - self.generated[ids]).sum())
         link = None
         if self._link_bytes_per_s is not None and any(b > 0 for b in sizes):
             key = 0 if self._link_shared else src
@@ -714,6 +727,13 @@ class Simulator:
         self.kv_used_blocks[g] -= int(self.kv_blocks[victims].sum())
         self.kv_blocks[victims] = 0
         self.kv_tokens[victims] = 0
+        if self._track_tokens:  # their remaining work becomes L + B - 1 again, at their queue
+            left = (self.target[victims] - self.prefilled[victims] + self.output[victims]
+                    - self.generated[victims] - (self.target[victims] > self.prefilled[victims]))
+            if self.roles[g] != "decode":
+                np.subtract.at(self.outstanding_tokens, self.queue_of[victims], left)
+            np.add.at(self.outstanding_tokens, self.queue_of[victims],
+                      self.prompt[victims] + self.output[victims] - 1)
         self.prefilled[victims] = 0
         self.target[victims] = self.prompt[victims] + self.generated[victims]
         self.preemptions[victims] += 1

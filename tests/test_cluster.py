@@ -35,3 +35,22 @@ def test_jsq_lies_between_a_central_queue_and_independent_queues():
     runs = [lse.simulate(cluster_config("central", 4, rate), seed=s).summary()["e2e_mean_s"]
             for s in range(8)]
     assert t_interval(runs, level=0.99).contains(central)
+
+
+def test_least_tokens_routes_by_outstanding_work_not_by_count():
+    """2 GPUs, per-GPU queues, S(b) = 10 ms + 1 ms * b. r0 (prompt 1000, 1 token) arrives at
+    0 and goes to GPU 0 (both empty). r1 (prompt 10) at 1 ms finds 1000 tokens of work on
+    GPU 0 and none on GPU 1: GPU 1. r2 (prompt 10) at 2 ms: GPU 0 has 1000 tokens left, GPU 1
+    10, so GPU 1 again, where jsq (one request each, tie -> lowest index) would pick GPU 0."""
+    import numpy as np
+    from helpers import make_config
+    from test_engine import workload
+
+    wl = workload([0.0, 0.001, 0.002], [1000, 10, 10], [1, 1, 1])
+    cfg = make_config(num_requests=3, **{"gpus.count": 2})
+    gpus = {router: lse.simulate(cfg.replace({"gpus.router": router}), "hybrid",
+                                 workload=wl).gpu.tolist()
+            for router in ("least_tokens", "jsq")}
+    assert gpus == {"least_tokens": [0, 1, 1], "jsq": [0, 1, 0]}
+    assert np.isfinite(lse.simulate(cfg.replace({"gpus.router": "least_tokens"}), "hybrid",
+                                    workload=wl).finish_s).all()

@@ -100,7 +100,7 @@ def split_scenarios(draw):
         "workload.prompt_tokens": {"dist": "uniform", "low": 1, "high": 200},
         "workload.output_tokens": {"dist": "geometric", "mean": 4.0, "max": 12},
         "gpus.count": prefill + decode,
-        "gpus.router": draw(st.sampled_from(["central", "round_robin", "jsq"])),
+        "gpus.router": draw(st.sampled_from(["central", "round_robin", "jsq", "least_tokens"])),
         "gpus.max_batch_tokens": 256,
         "gpus.max_batch_requests": draw(st.integers(1, 8)),
         "gpus.kv_capacity_tokens": 512 if limited else None,

@@ -37,7 +37,7 @@ def scenarios(draw):
         "service.noise": draw(st.sampled_from(["deterministic", "exponential"])),
         "service.b0_tokens": draw(st.integers(0, 64)),
         "gpus.count": draw(st.integers(1, 3)),
-        "gpus.router": draw(st.sampled_from(["central", "round_robin", "jsq"])),
+        "gpus.router": draw(st.sampled_from(["central", "round_robin", "jsq", "least_tokens"])),
         "gpus.max_batch_tokens": max_tokens,
         "gpus.max_batch_requests": draw(st.integers(1, 16)),
         "scheduler.token_budget": draw(st.integers(1, max_tokens)),
@@ -76,6 +76,8 @@ def run_and_record(cfg, policy, seed):
             assert sim.kv_used_blocks == [int(sim.kv_blocks[holder == g].sum())
                                           for g in range(sim.num_gpus)]
     assert (sim.generated == sim.output).all()
+    assert (sim.outstanding == 0).all()  # routing bookkeeping balances
+    assert (sim.outstanding_tokens == 0).all()
     return sim.result(), executed
 
 
