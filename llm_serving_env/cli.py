@@ -414,7 +414,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("report", help="run the report's analyses and write data/report/*.csv")
     p.add_argument("--full", action="store_true",
-                   help="the study's real sizes (about 15-30 min on 2 cores); default: quick "
+                   help="the study's real sizes (about 21 min on 2 cores); default: quick "
                         "sizes (a couple of minutes; also forced by LLM_SERVING_QUICK=1)")
     p.add_argument("--out-dir", default="data/report", metavar="DIR",
                    help="where the CSVs go (default data/report)")

@@ -231,8 +231,8 @@ def register_scheduler(name: str, *aliases: str) -> Callable[[type[Scheduler]], 
 def _load_builtins() -> None:
     global _BUILTINS_LOADED
     if not _BUILTINS_LOADED:
-        _BUILTINS_LOADED = True
         importlib.import_module("baselines")
+        _BUILTINS_LOADED = True  # only once every module has registered (threads, forks)
 
 
 def available_schedulers() -> list[str]:
