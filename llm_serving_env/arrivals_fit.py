@@ -8,7 +8,7 @@ Statistics (:func:`fit_arrivals`), for sorted arrival times ``t_1 <= ... <= t_n`
 * IDC(w), the index of dispersion of counts: ``var / mean`` (sample variance, ``ddof = 1``) of
   the numbers of arrivals in consecutive *full* windows of ``w`` seconds starting at ``t_1``
   (a partial last window is dropped). 1 for Poisson at every ``w``; growing with ``w`` means
-  bursts or a drifting rate. (``/work/shared/data/traces/README.md`` keeps the partial last
+  bursts or a drifting rate. (``../shared/data/traces/README.md`` keeps the partial last
   window and uses ``ddof = 0``, hence small differences, e.g. Azure conv IDC(60 s) 16.4 here
   vs 20.6 there.)
 
