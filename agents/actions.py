@@ -183,28 +183,13 @@ class SloActionWrapper(gym.Wrapper):
             b = max(int(budget), int(crit.size))
         slots = view.max_batch_requests - view.resident
         left = b - int(crit.size)
-        if order == "srpt" and s.max_wait_s == math.inf:
-            from baselines.slo_aware import srpt_prefill
+        from baselines.slo_aware import assemble_batch, srpt_prefill
 
+        if order == "srpt" and s.max_wait_s == math.inf:
             ids, tokens = srpt_prefill(view, left, slots)
         else:
             ids, tokens = self._prefill(view, order, left, slots, T, b)
-        room = view.kv_room_after_decodes(crit)
-        ids, tokens = view.kv_fit_prefill(ids, tokens, room, allow_partial=True)
-        decodes = crit
-        left -= int(tokens.sum())
-        if rest.size and left > 0:
-            extra = rest[:left]
-            if room != math.inf:
-                room -= int(view.kv_blocks_needed(ids, tokens).sum())
-                need = np.cumsum(view.kv_blocks_needed(extra, 1))
-                extra = extra[: int(need.searchsorted(room, side="right"))]
-            decodes = dec if crit.size + extra.size == dec.size else np.concatenate((crit, extra))
-        if decodes.size == 0 and ids.size == 0:
-            if dec.size == 0:
-                return Wait()
-            decodes = dec[np.argsort(view.requests.last_token_s[dec], kind="stable")[:b]]
-        return Batch(prefill_ids=ids, prefill_tokens=tokens, decode_ids=decodes)
+        return assemble_batch(view, dec, crit, rest, ids, tokens, left, b)
 
     def action_masks(self) -> np.ndarray:
         """Every mode is always valid (for MaskablePPO's interface)."""

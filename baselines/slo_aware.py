@@ -183,6 +183,31 @@ class SloAwareConfig:
                               f"of {', '.join(repr(o) for o in PREFILL_ORDERS)}")
 
 
+def assemble_batch(view: DecisionView, dec: np.ndarray, crit: np.ndarray, rest: np.ndarray,
+                   ids: np.ndarray, tokens: np.ndarray, left: int, budget: int) -> Batch | Wait:
+    """The batch from its parts: the critical decodes ``crit``, the prefill chunks (ids,
+    tokens) cut to the KV room the decodes leave, then the deferrable decodes ``rest`` in the
+    ``left`` tokens and KV blocks still free. ``dec`` is the GPU's whole decode set; if nothing
+    was chosen but decodes exist, the ``budget`` most overdue ones run (never idle with work).
+    """
+    room = view.kv_room_after_decodes(crit)
+    ids, tokens = view.kv_fit_prefill(ids, tokens, room, allow_partial=True)
+    decodes = crit
+    left -= int(tokens.sum())
+    if rest.size and left > 0:
+        extra = rest[:left]
+        if room != math.inf:
+            room -= int(view.kv_blocks_needed(ids, tokens).sum())
+            need = np.cumsum(view.kv_blocks_needed(extra, 1))
+            extra = extra[: int(need.searchsorted(room, side="right"))]
+        decodes = dec if crit.size + extra.size == dec.size else np.concatenate((crit, extra))
+    if decodes.size == 0 and ids.size == 0:
+        if dec.size == 0:
+            return Wait()
+        decodes = dec[np.argsort(view.requests.last_token_s[dec], kind="stable")[:budget]]
+    return Batch(prefill_ids=ids, prefill_tokens=tokens, decode_ids=decodes)
+
+
 def service_sd_s(model: ServiceModel, loads: np.ndarray) -> np.ndarray:
     """Standard deviation of S(b) in seconds for each load (0 for deterministic service):
     sqrt(c^2 + a^2 g(b)^2), times cv for gamma noise (see :mod:`llm_serving_env.service`)."""
@@ -322,19 +347,4 @@ class SloAwareScheduler(Scheduler):
             ids, tokens = srpt_prefill(view, left, slots, self.max_wait_s)
         else:
             ids, tokens = chunked_prefill(view, left, slots)
-        room = view.kv_room_after_decodes(crit)
-        ids, tokens = view.kv_fit_prefill(ids, tokens, room, allow_partial=True)
-        decodes = crit
-        left -= int(tokens.sum())
-        if rest.size and left > 0:
-            extra = rest[:left]
-            if room != math.inf:
-                room -= int(view.kv_blocks_needed(ids, tokens).sum())
-                need = np.cumsum(view.kv_blocks_needed(extra, 1))
-                extra = extra[: int(need.searchsorted(room, side="right"))]
-            decodes = dec if crit.size + extra.size == dec.size else np.concatenate((crit, extra))
-        if decodes.size == 0 and ids.size == 0:
-            if dec.size == 0:
-                return Wait()
-            decodes = dec[np.argsort(view.requests.last_token_s[dec], kind="stable")[:b]]
-        return Batch(prefill_ids=ids, prefill_tokens=tokens, decode_ids=decodes)
+        return assemble_batch(view, dec, crit, rest, ids, tokens, left, b)
