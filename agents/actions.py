@@ -24,7 +24,7 @@ env with that action at every step, it gives the same RunResult as ``simulate(co
 "slo_aware", seed)`` (tested). The learned policy therefore chooses, per decision point,
 between ``slo_aware`` and controlled departures from it (a larger budget, a triage order).
 
-Every action is a valid :class:`~llm_serving_env.batch.Batch` (or a ``Wait`` when nothing fits
+Every action is a valid :class:`~llm_serving_env.sim.batch.Batch` (or a ``Wait`` when nothing fits
 and no decode is ready, as ``slo_aware``) and is executed as is; ``info["budget"]`` and
 ``info["order"]`` echo the decoded action.
 
@@ -43,10 +43,12 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from llm_serving_env.batch import Batch, Wait
-from llm_serving_env.config import ConfigError, SimConfig
-from llm_serving_env.env import CompactActionWrapper, LLMServingEnv
-from llm_serving_env.scheduling import DecisionView, make_scheduler
+from llm_serving_env.config.sim_config import SimConfig
+from llm_serving_env.env.core import CompactActionWrapper, LLMServingEnv
+from llm_serving_env.schema.fields import ConfigError
+from llm_serving_env.sim.batch import Batch, Wait
+from llm_serving_env.sim.scheduler import DecisionView, make_scheduler
+from llm_serving_env.sim.simulate import as_config
 
 __all__ = ["ACTION_SPACES", "ORDERS", "EpisodeStatsWrapper", "SeedRangeWrapper", "SloActionWrapper",
            "make_env"]
@@ -250,7 +252,6 @@ def make_env(config: SimConfig | str | Mapping[str, Any], spec: Mapping[str, Any
     (the env's ``CompactActionWrapper`` with ``spec["budgets"]``) or ``"native"`` (no wrapper).
     The spec is JSON-able and stored in a model's sidecar; the config is not (training uses
     short episodes, evaluation the full-length scenario)."""
-    from llm_serving_env.simulation import as_config
 
     cfg = as_config(config)
     env: gym.Env = LLMServingEnv(cfg, reward=spec.get("reward", "goodput"),

@@ -17,7 +17,7 @@ numbers). Each metric of ``RunResult.summary()`` is reported as mean ± Student-
 half-width over the seeds. The *best baseline* is the hand-written scheduler with the highest
 mean goodput (throughput without an SLO); every other policy is compared with it seed by seed:
 ``goodput_diff`` (paired-t interval of the difference,
-:func:`~llm_serving_env.stats.paired_difference`), ``goodput_ratio`` (t-interval of the
+:func:`~llm_serving_env.analysis.stats.paired_difference`), ``goodput_ratio`` (t-interval of the
 per-seed ratio) and ``slo_attainment_diff``.
 
 The returned / written table has one row per policy: ``policy, kind, n``, then
@@ -40,8 +40,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from llm_serving_env.config import SimConfig
-from llm_serving_env.stats import paired_difference, summarize_replications, t_interval
+from llm_serving_env.analysis.stats import paired_difference, summarize_replications, t_interval
+from llm_serving_env.config.sim_config import SimConfig
+from llm_serving_env.sim.scheduler import canonical_schedulers, make_scheduler
+from llm_serving_env.sim.simulate import simulate
 
 __all__ = ["EVAL_FIRST_SEED", "METRICS", "Evaluation", "evaluate", "format_table",
            "parse_policy"]
@@ -95,7 +97,6 @@ def _agent(spec: PolicySpec):
 
 def _row(config: SimConfig, spec: PolicySpec, seed: int) -> dict[str, Any]:
     if spec.kind == "baseline":
-        from llm_serving_env.simulation import simulate
 
         result = simulate(config, policy=spec.target, seed=seed)
     else:
@@ -105,7 +106,6 @@ def _row(config: SimConfig, spec: PolicySpec, seed: int) -> dict[str, Any]:
 
 def _check(config: SimConfig, specs: Sequence[PolicySpec], seeds: Sequence[int]) -> None:
     """Fail fast, before any run: bad names, missing models, overlapping seeds, env mismatch."""
-    from llm_serving_env.scheduling import make_scheduler
 
     for spec in specs:
         if spec.kind == "baseline":
@@ -150,7 +150,6 @@ def evaluate(
     names: list[str] = []
     for p in policies:
         if p == "all":  # every registered scheduler, in place
-            from llm_serving_env.scheduling import canonical_schedulers
 
             names += [n for n in canonical_schedulers() if n not in policies]
         else:

@@ -4,7 +4,7 @@ its sidecar ``NAME.json`` and acts through the env it was trained in.
 The learned policy reads the env's observation (queue lengths, ages, decode stalls, the
 arrival-rate estimate, ... of ``LLMServingEnv``), which the simulator's ``DecisionView`` alone
 does not carry (the arrival-rate EWMA and counts of the whole run are kept by the env), so it
-acts through the env, not as a bare :class:`~llm_serving_env.scheduling.Scheduler`:
+acts through the env, not as a bare :class:`~llm_serving_env.sim.scheduler.Scheduler`:
 
     agent = LearnedScheduler("agents/zoo/ppo_slo_bursty_chat.zip")
     result = agent.run("configs/benchmarks/bursty_chat.yaml", seed=10_000)   # a RunResult
@@ -32,9 +32,9 @@ import gymnasium as gym
 import numpy as np
 
 from agents.actions import make_env
-from llm_serving_env.config import SimConfig
-from llm_serving_env.metrics import RunResult
-from llm_serving_env.simulation import as_config
+from llm_serving_env.config.sim_config import SimConfig
+from llm_serving_env.sim.result import RunResult
+from llm_serving_env.sim.simulate import as_config
 
 __all__ = ["LearnedScheduler", "ModelLoadError", "ModeScheduler", "run_agent"]
 

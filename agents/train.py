@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from agents.actions import EpisodeStatsWrapper, SeedRangeWrapper, make_env
-from llm_serving_env.config import SimConfig
+from llm_serving_env.config.sim_config import SimConfig
 
 __all__ = ["ALGOS", "TRAIN_SEED_RANGE", "sidecar_path", "curve_path", "train"]
 

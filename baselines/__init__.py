@@ -1,6 +1,6 @@
 """Hand-written schedulers. Every module in this package is imported on first use of the
 registry, so adding a scheduler is adding one file that decorates its class with
-``llm_serving_env.scheduling.register_scheduler``."""
+``llm_serving_env.sim.scheduler.register_scheduler``."""
 
 import importlib
 import pkgutil

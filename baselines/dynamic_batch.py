@@ -45,16 +45,17 @@ import numpy as np
 
 from baselines.fixed_batch import cohort_candidate
 from baselines.request_level import check_prompts_fit
-from llm_serving_env.batch import Batch, Wait
-from llm_serving_env.config import ConfigError, SimConfig
-from llm_serving_env.scheduling import (
+from llm_serving_env.config.sim_config import SimConfig
+from llm_serving_env.hardware.service import ServiceModel
+from llm_serving_env.schema.fields import ConfigError
+from llm_serving_env.sim.batch import Batch, Wait
+from llm_serving_env.sim.scheduler import (
     DecisionView,
     Scheduler,
     positive_number,
     register_scheduler,
 )
-from llm_serving_env.service import ServiceModel
-from llm_serving_env.workload import Workload
+from llm_serving_env.workload.generate import Workload
 
 #: TTFT target when neither ``scheduler.target_ttft_ms`` nor ``slo.ttft_ms`` is set.
 DEFAULT_TARGET_TTFT_MS = 1000.0

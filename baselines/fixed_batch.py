@@ -36,16 +36,17 @@ import math
 from dataclasses import dataclass
 
 from baselines.request_level import check_prompts_fit, fcfs_whole_prompts
-from llm_serving_env.batch import Batch, Wait
-from llm_serving_env.config import ConfigError, SimConfig
-from llm_serving_env.scheduling import (
+from llm_serving_env.config.sim_config import SimConfig
+from llm_serving_env.schema.fields import ConfigError
+from llm_serving_env.sim.batch import Batch, Wait
+from llm_serving_env.sim.scheduler import (
     DecisionView,
     Scheduler,
     positive_int,
     positive_number,
     register_scheduler,
 )
-from llm_serving_env.workload import Workload
+from llm_serving_env.workload.generate import Workload
 
 
 @dataclass(frozen=True)

@@ -20,9 +20,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from llm_serving_env.batch import Batch, Wait
-from llm_serving_env.config import ConfigError, SimConfig
-from llm_serving_env.scheduling import (
+from llm_serving_env.config.sim_config import SimConfig
+from llm_serving_env.schema.fields import ConfigError
+from llm_serving_env.sim.batch import Batch, Wait
+from llm_serving_env.sim.scheduler import (
     DecisionView,
     Scheduler,
     chunked_prefill,

@@ -23,9 +23,9 @@ admitted (no chunking): that is an error at start.
 from __future__ import annotations
 
 from baselines.request_level import check_prompts_fit, fcfs_whole_prompts
-from llm_serving_env.batch import Batch, Wait
-from llm_serving_env.scheduling import DecisionView, Scheduler, register_scheduler
-from llm_serving_env.workload import Workload
+from llm_serving_env.sim.batch import Batch, Wait
+from llm_serving_env.sim.scheduler import DecisionView, Scheduler, register_scheduler
+from llm_serving_env.workload.generate import Workload
 
 
 @register_scheduler("prefill_first")

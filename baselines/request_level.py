@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from llm_serving_env.batch import Batch, Wait
-from llm_serving_env.config import ConfigError, GpuConfig
-from llm_serving_env.scheduling import DecisionView, Scheduler, register_scheduler
-from llm_serving_env.workload import Workload
+from llm_serving_env.config.sections import GpuConfig
+from llm_serving_env.schema.fields import ConfigError
+from llm_serving_env.sim.batch import Batch, Wait
+from llm_serving_env.sim.scheduler import DecisionView, Scheduler, register_scheduler
+from llm_serving_env.workload.generate import Workload
 
 
 def fcfs_whole_prompts(view: DecisionView, token_limit: int, slots: int) -> Batch | None:

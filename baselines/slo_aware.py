@@ -134,9 +134,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from llm_serving_env.batch import Batch, Wait
-from llm_serving_env.config import ConfigError, SimConfig
-from llm_serving_env.scheduling import (
+from llm_serving_env.config.sim_config import SimConfig
+from llm_serving_env.hardware.service import ServiceModel
+from llm_serving_env.schema.fields import ConfigError
+from llm_serving_env.sim.batch import Batch, Wait
+from llm_serving_env.sim.scheduler import (
     DecisionView,
     Scheduler,
     chunked_prefill,
@@ -144,7 +146,6 @@ from llm_serving_env.scheduling import (
     positive_number,
     register_scheduler,
 )
-from llm_serving_env.service import ServiceModel
 
 _NONE = np.zeros(0, np.int64)
 _NONE.flags.writeable = False
@@ -210,7 +211,8 @@ def assemble_batch(view: DecisionView, dec: np.ndarray, crit: np.ndarray, rest: 
 
 def service_sd_s(model: ServiceModel, loads: np.ndarray) -> np.ndarray:
     """Standard deviation of S(b) in seconds for each load (0 for deterministic service):
-    sqrt(c^2 + a^2 g(b)^2), times cv for gamma noise (see :mod:`llm_serving_env.service`)."""
+    sqrt(c^2 + a^2 g(b)^2), times cv for gamma noise
+    (see :mod:`llm_serving_env.hardware.service`)."""
     g = np.asarray(model.load_factor(loads), dtype=np.float64)
     sd = np.hypot(model.c_s, model.a_s * g)
     if model.noise == "deterministic":

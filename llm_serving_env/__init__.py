@@ -10,31 +10,33 @@ Quick start::
 
 import gymnasium as _gymnasium
 
-from llm_serving_env.batch import Batch, SchedulingError, Wait
-from llm_serving_env.capacity import CapacityResult, capacity
-from llm_serving_env.config import ConfigError, SimConfig, load_config, save_config
-from llm_serving_env.engine import Simulator
-from llm_serving_env.env import (
+from llm_serving_env.analysis.capacity import CapacityResult, capacity
+from llm_serving_env.config.files import load_config, save_config
+from llm_serving_env.config.sim_config import SimConfig
+from llm_serving_env.env.core import (
     ENV_ID,
     BaselineAgent,
     CompactActionWrapper,
     CompactMultiDiscreteWrapper,
     LLMServingEnv,
 )
-from llm_serving_env.metrics import RunResult
-from llm_serving_env.scheduling import (
+from llm_serving_env.schema.fields import ConfigError
+from llm_serving_env.sim.batch import Batch, SchedulingError, Wait
+from llm_serving_env.sim.engine import Simulator
+from llm_serving_env.sim.result import RunResult
+from llm_serving_env.sim.scheduler import (
     DecisionView,
     Scheduler,
     available_schedulers,
     make_scheduler,
     register_scheduler,
 )
-from llm_serving_env.simulation import simulate
+from llm_serving_env.sim.simulate import simulate
 
 __version__ = "0.1.0"
 
 if ENV_ID not in _gymnasium.registry:
-    _gymnasium.register(id=ENV_ID, entry_point="llm_serving_env.env:LLMServingEnv")
+    _gymnasium.register(id=ENV_ID, entry_point="llm_serving_env.env.core:LLMServingEnv")
 
 __all__ = [
     "ENV_ID", "BaselineAgent", "CompactActionWrapper", "CompactMultiDiscreteWrapper",

@@ -27,8 +27,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from llm_serving_env.config import ConfigError, SimConfig, load_config, parse_override
-from llm_serving_env.simulation import simulate
+from llm_serving_env.config.files import load_config, parse_override
+from llm_serving_env.config.sim_config import SimConfig
+from llm_serving_env.schema.fields import ConfigError
+from llm_serving_env.sim.simulate import simulate
 
 HEADLINE = ("throughput_rps", "ttft_mean_s", "ttft_p95_s", "tbt_mean_s", "tbt_p95_s",
             "e2e_mean_s", "e2e_p95_s", "gpu_utilization", "slo_attainment", "goodput_rps")
@@ -76,12 +78,12 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from llm_serving_env.comparison import compare_policies, wide_table
+    from llm_serving_env.analysis.comparison import compare_policies, wide_table
 
     cfg = _load(args)
     policies = [p.strip() for p in args.policies.split(",") if p.strip()]
     if policies == ["all"]:
-        from llm_serving_env.scheduling import canonical_schedulers
+        from llm_serving_env.sim.scheduler import canonical_schedulers
 
         policies = canonical_schedulers()
     long = compare_policies(cfg, policies, num_seeds=args.seeds, first_seed=args.first_seed,
@@ -96,7 +98,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         long.to_csv(out, index=False)
         print(f"wrote {out}")
     if args.plot:
-        from llm_serving_env.plots import plot_comparison
+        from llm_serving_env.plots.figures import plot_comparison
 
         out = _write_parent(args.plot)
         plot_comparison(long).savefig(out, dpi=120, bbox_inches="tight")
@@ -106,7 +108,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 def cmd_capacity(args: argparse.Namespace) -> int:
     """Search the SLO capacity (req/s) of one policy; print the bracket and the probe table."""
-    from llm_serving_env.capacity import CapacityError, capacity
+    from llm_serving_env.analysis.capacity import CapacityError, capacity
 
     cfg = _load(args)
     t0 = time.perf_counter()
@@ -133,7 +135,7 @@ def cmd_capacity(args: argparse.Namespace) -> int:
 
 
 def cmd_stability(args: argparse.Namespace) -> int:
-    from llm_serving_env.stability import backlog_table, work_conserving_capacity
+    from llm_serving_env.analysis.stability import backlog_table, work_conserving_capacity
 
     cfg = _load(args)
     loads = [float(x) for x in args.loads.split(",")]
@@ -157,8 +159,8 @@ SWEEP_SHOWN = ("throughput_rps", "ttft_p95_s", "tbt_p95_s", "e2e_mean_s", "slo_a
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    """Run a sweep (see llm_serving_env.sweep); print mean ± 95% CI of headline metrics."""
-    from llm_serving_env.sweep import parse_grid, summarize_sweep, sweep
+    """Run a sweep (see llm_serving_env.analysis.sweep); print mean ± 95% CI of headline metrics."""
+    from llm_serving_env.analysis.sweep import parse_grid, summarize_sweep, sweep
 
     cfg = _load(args)
     grid: dict = {}
@@ -170,7 +172,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     policies = [p.strip() for p in args.policies.split(",") if p.strip()] if args.policies \
         else None
     if policies == ["all"]:
-        from llm_serving_env.scheduling import canonical_schedulers
+        from llm_serving_env.sim.scheduler import canonical_schedulers
 
         policies = canonical_schedulers()
     done_now = {"simulations": 0, "rows": 0}
@@ -215,7 +217,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         summary.to_csv(out, index=False)
         print(f"wrote {out}")
     if args.plot:
-        from llm_serving_env.plots import plot_latency_throughput
+        from llm_serving_env.plots.figures import plot_latency_throughput
 
         if not grid:
             print("llm-serving: error: --plot needs a --grid (its x axis)", file=sys.stderr)
@@ -288,7 +290,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     """Run the report's analyses (llm_serving_env/report.py) and write their CSVs."""
-    from llm_serving_env.report import ANALYSES, quick_mode, run_all
+    from llm_serving_env.study.report import ANALYSES, quick_mode, run_all
 
     only = [n.strip() for n in args.only.split(",") if n.strip()] if args.only else None
     bad = [n for n in only or [] if n not in ANALYSES]

@@ -18,8 +18,8 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 import llm_serving_env as lse
-from llm_serving_env.comparison import run_replications
-from llm_serving_env.stats import summarize_replications
+from llm_serving_env.analysis.comparison import run_replications
+from llm_serving_env.analysis.stats import summarize_replications
 
 ROOT = Path(__file__).resolve().parents[1]
 NVLINK = {"interconnect": "nvlink"}

@@ -40,7 +40,8 @@ Profiles (provenance and licenses: ``data/profiles/README.md``):
 
 Outputs: ``data/profiles/service_fits.csv`` (one row per profile, form and weighting),
 ``data/profiles/allreduce_fits.csv`` and ``data/profiles/tp_transform_check.csv`` (the
-tensor-parallel transformation of ``llm_serving_env.presets`` against the profiles at other TP).
+tensor-parallel transformation of ``llm_serving_env.hardware.presets``
+against the profiles at other TP).
 """
 
 from __future__ import annotations
@@ -289,7 +290,7 @@ def fit_allreduce() -> AllReduceFit:
 def tp_check(fits: list[Fit], profiles: dict[str, Profile]) -> list[dict[str, object]]:
     """Apply the preset transformation to each TP2 fit and compare with the TP-t profiles."""
     sys.path.insert(0, str(ROOT))
-    from llm_serving_env.presets import transform_tensor_parallel
+    from llm_serving_env.hardware.presets import transform_tensor_parallel
 
     by_name = {(f.profile, f.form, f.weighting): f for f in fits}
     rows: list[dict[str, object]] = []

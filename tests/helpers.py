@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from llm_serving_env.config import SimConfig
+from llm_serving_env.config.sim_config import SimConfig
 
 BASE: dict[str, Any] = {
     "num_requests": 50,

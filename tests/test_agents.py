@@ -35,7 +35,7 @@ def bursty(num_requests: int = 800, **changes) -> lse.SimConfig:
 # ---------------------------------------------------------------------- scenarios
 @pytest.mark.parametrize("name", ["bursty_chat", "bursty_interactive", "heavy_tail"])
 def test_benchmark_scenarios_sit_at_70_to_90_percent_of_hybrid_capacity(name):
-    from llm_serving_env.stability import work_conserving_capacity
+    from llm_serving_env.analysis.stability import work_conserving_capacity
 
     cfg = lse.load_config(BENCH / f"{name}.yaml")
     assert cfg.slo is not None

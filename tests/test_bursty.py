@@ -14,7 +14,15 @@ import math
 import numpy as np
 import pytest
 
-from llm_serving_env.arrivals_fit import (
+from llm_serving_env.config.sim_config import SimConfig
+from llm_serving_env.schema.fields import ConfigError
+from llm_serving_env.workload.arrivals import (
+    GammaArrival,
+    MmppArrival,
+    TraceArrival,
+    arrival_process_from_dict,
+)
+from llm_serving_env.workload.fitting import (
     fit_arrivals,
     fit_gamma_renewal,
     fit_mmpp2,
@@ -22,14 +30,6 @@ from llm_serving_env.arrivals_fit import (
     interarrival_scv,
     mmpp2_idc,
     mmpp2_moments,
-)
-from llm_serving_env.config import (
-    ConfigError,
-    GammaArrival,
-    MmppArrival,
-    SimConfig,
-    TraceArrival,
-    arrival_process_from_dict,
 )
 from tests.helpers import make_config
 

@@ -21,9 +21,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from llm_serving_env.capacity import CapacityError, CapacityResult, capacity
+from llm_serving_env.analysis.capacity import CapacityError, CapacityResult, capacity
 from llm_serving_env.cli import main
-from llm_serving_env.config import ConfigError, load_config
+from llm_serving_env.config.files import load_config
+from llm_serving_env.schema.fields import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 MU = 2.5       # service rate, requests per second

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import llm_serving_env as lse
-from llm_serving_env.queueing import mm1_sojourn_mean, mmc_sojourn_mean
-from llm_serving_env.stats import t_interval
+from llm_serving_env.analysis.queueing import mm1_sojourn_mean, mmc_sojourn_mean
+from llm_serving_env.analysis.stats import t_interval
 
 MU = 2.5  # one request per batch, S = A * 100 tokens, A ~ Exp(4 ms): Exp(mean 0.4 s)
 

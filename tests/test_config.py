@@ -10,28 +10,21 @@ from typing import Any
 import pytest
 import yaml
 
-import llm_serving_env.config as config_module
-from llm_serving_env.config import (
-    ConfigError,
-    DeterministicArrival,
+import llm_serving_env.config.files as config_module
+from llm_serving_env.config.files import available_presets, load_config, parse_override, save_config
+from llm_serving_env.config.sections import GpuConfig, SchedulerConfig, SloConfig
+from llm_serving_env.config.sim_config import SimConfig
+from llm_serving_env.hardware.service_config import ServiceConfig
+from llm_serving_env.schema.fields import ConfigError
+from llm_serving_env.workload.arrivals import DeterministicArrival, GammaArrival, PoissonArrival
+from llm_serving_env.workload.config import WorkloadConfig
+from llm_serving_env.workload.lengths import (
     EmpiricalLength,
     FixedLength,
-    GammaArrival,
     GeometricLength,
-    GpuConfig,
     MixtureComponent,
     MixtureLength,
-    PoissonArrival,
-    SchedulerConfig,
-    ServiceConfig,
-    SimConfig,
-    SloConfig,
     UniformLength,
-    WorkloadConfig,
-    available_presets,
-    load_config,
-    parse_override,
-    save_config,
 )
 
 SPEC_YAML = """

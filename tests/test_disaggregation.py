@@ -11,9 +11,9 @@ from test_engine import workload
 from test_invariants import check_invariants
 
 import llm_serving_env as lse
-from llm_serving_env.config import ConfigError
-from llm_serving_env.queueing import tandem_mm1_sojourn_mean
-from llm_serving_env.stats import t_interval
+from llm_serving_env.analysis.queueing import tandem_mm1_sojourn_mean
+from llm_serving_env.analysis.stats import t_interval
+from llm_serving_env.schema.fields import ConfigError
 
 SPLIT = {"gpus.count": 2, "disaggregation": {"prefill": {"count": 1}, "decode": {"count": 1}}}
 
@@ -125,7 +125,7 @@ def test_disaggregation_lowers_tbt_at_equal_gpu_count_for_a_prefill_heavy_load()
     either hybrid or prefill-first batching, because decode iterations no longer share a batch
     (or wait) with long prefills. Paired over 3 seeds (common random numbers): the 95% CI of
     the difference must lie below 0."""
-    from llm_serving_env.stats import paired_difference
+    from llm_serving_env.analysis.stats import paired_difference
 
     base = lse.load_config("distserve").replace({
         "num_requests": 1500, "warmup_requests": 300, "workload.arrival.rate_per_s": 2.0})

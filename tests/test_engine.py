@@ -7,10 +7,10 @@ import pytest
 from helpers import make_config
 
 import llm_serving_env as lse
-from llm_serving_env.batch import Batch, SchedulingError, Wait
-from llm_serving_env.config import ConfigError
-from llm_serving_env.engine import Simulator
-from llm_serving_env.workload import Workload
+from llm_serving_env.schema.fields import ConfigError
+from llm_serving_env.sim.batch import Batch, SchedulingError, Wait
+from llm_serving_env.sim.engine import Simulator
+from llm_serving_env.workload.generate import Workload
 
 
 def workload(arrivals, prompts, outputs) -> Workload:

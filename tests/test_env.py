@@ -13,9 +13,9 @@ import pytest
 from helpers import make_config
 
 import llm_serving_env as lse
-from llm_serving_env.batch import Batch, Wait
-from llm_serving_env.config import ConfigError
-from llm_serving_env.env import ENV_ID, LLMServingEnv
+from llm_serving_env.env.core import ENV_ID, LLMServingEnv
+from llm_serving_env.schema.fields import ConfigError
+from llm_serving_env.sim.batch import Batch, Wait
 
 SLO = {"ttft_ms": 800.0, "tbt_ms": 60.0}
 #: one GPU, an SLO, mixed prompt and output lengths; hybrid keeps the GPU ~75% busy

@@ -10,8 +10,13 @@ import pytest
 from helpers import make_config
 
 import llm_serving_env as lse
-from llm_serving_env.config import ConfigError, SimConfig
-from llm_serving_env.hardware import (
+from llm_serving_env.config.sim_config import SimConfig
+from llm_serving_env.hardware.presets import (
+    SERVICE_PRESET_HARDWARE,
+    SERVICE_PRESETS,
+    transform_tensor_parallel,
+)
+from llm_serving_env.hardware.specs import (
     ALLREDUCE_FITS,
     GPU_PRESETS,
     INTERCONNECT_PRESETS,
@@ -19,11 +24,7 @@ from llm_serving_env.hardware import (
     ModelSpec,
     kv_capacity_tokens,
 )
-from llm_serving_env.presets import (
-    SERVICE_PRESET_HARDWARE,
-    SERVICE_PRESETS,
-    transform_tensor_parallel,
-)
+from llm_serving_env.schema.fields import ConfigError
 
 PROFILES = Path(__file__).resolve().parents[1] / "data" / "profiles"
 

@@ -9,8 +9,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import llm_serving_env as lse
-from llm_serving_env.engine import Simulator
-from llm_serving_env.scheduling import make_scheduler, scheduler_class
+from llm_serving_env.sim.engine import Simulator
+from llm_serving_env.sim.scheduler import make_scheduler, scheduler_class
 
 # every registered scheduler once (aliases such as "sarathi" and "decode_first" left out)
 POLICIES = tuple(n for n in lse.available_schedulers() if scheduler_class(n).name == n)

@@ -14,8 +14,8 @@ import pytest
 from helpers import make_config
 
 import llm_serving_env as lse
-from llm_serving_env.service import ServiceModel
-from llm_serving_env.stability import backlog_table, work_conserving_capacity
+from llm_serving_env.analysis.stability import backlog_table, work_conserving_capacity
+from llm_serving_env.hardware.service import ServiceModel
 
 L, B = 200, 11  # prompt tokens; output tokens = 1 (with the prefill) + D decodes
 D = B - 1

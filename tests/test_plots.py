@@ -17,12 +17,12 @@ import pytest  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from llm_serving_env import plots  # noqa: E402
-from llm_serving_env.capacity import capacity  # noqa: E402
-from llm_serving_env.comparison import compare_policies  # noqa: E402
-from llm_serving_env.config import load_config  # noqa: E402
-from llm_serving_env.metrics import RunResult  # noqa: E402
-from llm_serving_env.simulation import simulate  # noqa: E402
-from llm_serving_env.sweep import summarize_sweep, sweep  # noqa: E402
+from llm_serving_env.analysis.capacity import capacity  # noqa: E402
+from llm_serving_env.analysis.comparison import compare_policies  # noqa: E402
+from llm_serving_env.analysis.sweep import summarize_sweep, sweep  # noqa: E402
+from llm_serving_env.config.files import load_config
+from llm_serving_env.sim.result import RunResult  # noqa: E402
+from llm_serving_env.sim.simulate import simulate  # noqa: E402
 from tests.helpers import make_config  # noqa: E402
 
 UNIT = re.compile(r"\(.+\)")
@@ -159,7 +159,7 @@ def test_welch_marks_the_mser_cut(small):
     reps = np.array([simulate(small, seed=s).e2e_s[:400] for s in range(4)])
     fig = plots.plot_welch(reps, window=10)
     ax = fig.axes[0]
-    from llm_serving_env.stats import mser_truncation
+    from llm_serving_env.analysis.stats import mser_truncation
 
     cut = mser_truncation(reps.mean(axis=0))
     assert any(line.get_label() == f"MSER-5 cut: {cut}" for line in ax.lines)

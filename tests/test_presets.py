@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 import llm_serving_env as lse
-from llm_serving_env.config import ConfigError
-from llm_serving_env.service import ServiceModel
+from llm_serving_env.hardware.service import ServiceModel
+from llm_serving_env.schema.fields import ConfigError
 
 
 def with_service(block):

@@ -1,4 +1,4 @@
-"""Tests for llm_serving_env.queueing against hand-computed textbook numbers."""
+"""Tests for llm_serving_env.analysis.queueing against hand-computed textbook numbers."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy.special import gammaln, logsumexp
 
-from llm_serving_env import queueing as q
+from llm_serving_env.analysis import queueing as q
 
 # ----------------------------------------------------------------------------- M/M/1
 

@@ -26,12 +26,14 @@ import pytest
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from llm_serving_env import report  # noqa: E402
+from llm_serving_env.analysis.stability import work_conserving_capacity  # noqa: E402
 from llm_serving_env.cli import main  # noqa: E402
-from llm_serving_env.config import CONFIGS_DIR, load_config  # noqa: E402
-from llm_serving_env.stability import work_conserving_capacity  # noqa: E402
+from llm_serving_env.config.files import load_config
+from llm_serving_env.resources import CONFIGS_DIR
+from llm_serving_env.study import report  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
+COMMITTED = ROOT / "data" / "report"
 NOTEBOOK = ROOT / "main_report.ipynb"
 APPENDIX = re.compile(r"^#+\s*Technical appendices", re.MULTILINE)
 #: Tokens with digits allowed in the executive summary's literal text: names, not results.
@@ -212,9 +214,9 @@ def _check_axes(fig, name: str) -> None:
 @pytest.mark.parametrize("source", ["tiny", "committed"])
 def test_every_figure_labels_its_axes(source, tiny):
     if source == "committed":
-        if not all((report.DEFAULT_OUT_DIR / f"{n}.csv").exists() for n in report.CSV_NAMES):
+        if not all((COMMITTED / f"{n}.csv").exists() for n in report.CSV_NAMES):
             pytest.skip("no committed data/report CSVs")
-        data = report.load(report.DEFAULT_OUT_DIR)
+        data = report.load(COMMITTED)
     else:
         data = report.load(tiny[0])
     drawn = 0
@@ -242,8 +244,8 @@ def test_key_findings_from_tiny_and_committed_data(tiny):
     assert f["mode"] == "tiny" and f["requests"] == TINY.requests
     assert f["val_cases"] == len(pd.read_csv(tiny[0] / "validation.csv"))
     assert f["budget_rule"] == pytest.approx(64 + (200 - 45.5) / 0.30)
-    if all((report.DEFAULT_OUT_DIR / f"{n}.csv").exists() for n in report.CSV_NAMES):
-        full = report.key_findings(report.load(report.DEFAULT_OUT_DIR))
+    if all((COMMITTED / f"{n}.csv").exists() for n in report.CSV_NAMES):
+        full = report.key_findings(report.load(COMMITTED))
         assert full["val_covered"] >= full["val_cases"] - 1  # validation holds
         assert full["cap.slo_aware"] > full["cap.hybrid"] > full["cap.request_level"]
 

@@ -7,9 +7,9 @@ import pytest
 from helpers import make_config
 
 import llm_serving_env as lse
-from llm_serving_env.config import ConfigError
-from llm_serving_env.scheduling import make_scheduler, scheduler_class
-from llm_serving_env.workload import Workload
+from llm_serving_env.schema.fields import ConfigError
+from llm_serving_env.sim.scheduler import make_scheduler, scheduler_class
+from llm_serving_env.workload.generate import Workload
 
 
 def workload(arrivals, prompts, outputs) -> Workload:

@@ -12,8 +12,8 @@ import pickle
 import numpy as np
 import pytest
 
-from llm_serving_env.config import ServiceConfig
-from llm_serving_env.service import NOISE_BLOCK, ServiceModel
+from llm_serving_env.hardware.service import NOISE_BLOCK, ServiceModel
+from llm_serving_env.hardware.service_config import ServiceConfig
 
 N = 200_000
 Z = 4.0

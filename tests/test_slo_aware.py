@@ -13,12 +13,17 @@ from hypothesis import strategies as st
 from test_invariants import check_invariants
 
 import llm_serving_env as lse
-from llm_serving_env.batch import Batch, Wait
-from llm_serving_env.comparison import run_replications
-from llm_serving_env.config import ConfigError
-from llm_serving_env.scheduling import DecisionView, RequestTable, make_scheduler, scheduler_class
-from llm_serving_env.stats import summarize_replications
-from llm_serving_env.workload import Workload
+from llm_serving_env.analysis.comparison import run_replications
+from llm_serving_env.analysis.stats import summarize_replications
+from llm_serving_env.schema.fields import ConfigError
+from llm_serving_env.sim.batch import Batch, Wait
+from llm_serving_env.sim.scheduler import (
+    DecisionView,
+    RequestTable,
+    make_scheduler,
+    scheduler_class,
+)
+from llm_serving_env.workload.generate import Workload
 
 # Service in these tests: S(b) = 10 ms + 1 ms * b (c = 10, a = 1, b0 = 0), deterministic, so the
 # planned iteration time T(b) is S(b) exactly (deadline_sigmas has no effect).

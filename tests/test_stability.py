@@ -9,9 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from llm_serving_env.config import load_config
-from llm_serving_env.simulation import simulate
-from llm_serving_env.stability import (
+from llm_serving_env.analysis.stability import (
     backlog_series,
     backlog_slope,
     is_stable,
@@ -19,7 +17,9 @@ from llm_serving_env.stability import (
     measured_window,
     segment_slopes,
 )
-from llm_serving_env.stats import Estimate
+from llm_serving_env.analysis.stats import Estimate
+from llm_serving_env.config.files import load_config
+from llm_serving_env.sim.simulate import simulate
 
 MU = 2.5  # service rate of configs/mm1.yaml (mean service 0.4 s), requests per second
 

@@ -1,4 +1,4 @@
-"""Tests for llm_serving_env.stats."""
+"""Tests for llm_serving_env.analysis.stats."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from llm_serving_env.stats import (
+from llm_serving_env.analysis.stats import (
     Estimate,
     batch_means,
     paired_difference,

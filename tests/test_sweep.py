@@ -12,11 +12,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from llm_serving_env.analysis.stats import t_interval
+from llm_serving_env.analysis.sweep import parse_grid, parse_grid_values, summarize_sweep, sweep
 from llm_serving_env.cli import main
-from llm_serving_env.config import ConfigError, load_config
-from llm_serving_env.simulation import simulate
-from llm_serving_env.stats import t_interval
-from llm_serving_env.sweep import parse_grid, parse_grid_values, summarize_sweep, sweep
+from llm_serving_env.config.files import load_config
+from llm_serving_env.schema.fields import ConfigError
+from llm_serving_env.sim.simulate import simulate
 
 RATE = "workload.arrival.rate_per_s"
 BUDGET = "scheduler.token_budget"

@@ -1,7 +1,7 @@
 """Trace replay: readers, arrival replay, trace length distributions, errors, presets.
 
 The per-minute and per-bucket checks recompute the expected numbers with pandas directly
-from the raw files, independently of ``llm_serving_env.traces``.
+from the raw files, independently of ``llm_serving_env.workload.traces``.
 """
 
 from __future__ import annotations
@@ -15,26 +15,26 @@ import pandas as pd
 import pytest
 
 import llm_serving_env as lse
-from llm_serving_env import traces as traces_module
-from llm_serving_env.config import (
-    ConfigError,
+from llm_serving_env.config.files import load_config
+from llm_serving_env.config.sim_config import SimConfig
+from llm_serving_env.resources import RESOURCES_DIR
+from llm_serving_env.schema.fields import ConfigError
+from llm_serving_env.workload import traces as traces_module
+from llm_serving_env.workload.arrivals import (
     PoissonArrival,
-    SimConfig,
     TraceArrival,
-    TraceLength,
-    WorkloadConfig,
     arrival_process_from_dict,
-    length_distribution_from_dict,
-    load_config,
 )
-from llm_serving_env.traces import REPO_ROOT, load_trace, resolve_trace_path
-from llm_serving_env.workload import generate_workload
+from llm_serving_env.workload.config import WorkloadConfig
+from llm_serving_env.workload.generate import generate_workload
+from llm_serving_env.workload.lengths import TraceLength, length_distribution_from_dict
+from llm_serving_env.workload.traces import load_trace, resolve_trace_path
 
-TRACES = REPO_ROOT / "data" / "traces"
-CONV = "data/traces/AzureLLMInferenceTrace_conv.csv"
-CODE = "data/traces/AzureLLMInferenceTrace_code.csv"
-MOONCAKE = "data/traces/mooncake_conversation_trace.jsonl"
-SHAREGPT = "data/traces/sharegpt_8k_filtered_stats_llama2_tokenizer.csv"
+TRACES = RESOURCES_DIR / "traces"
+CONV = "traces/AzureLLMInferenceTrace_conv.csv"
+CODE = "traces/AzureLLMInferenceTrace_code.csv"
+MOONCAKE = "traces/mooncake_conversation_trace.jsonl"
+SHAREGPT = "traces/sharegpt_8k_filtered_stats_llama2_tokenizer.csv"
 
 
 def replay_workload(path: str, **arrival: object) -> WorkloadConfig:
@@ -58,7 +58,7 @@ def error_message(func, *args, **kwargs) -> str:
 @pytest.mark.parametrize("path", [CONV, CODE])
 @pytest.mark.parametrize("num_requests", [None, 5000])
 def test_azure_replay_has_the_files_per_minute_counts(path: str, num_requests) -> None:
-    raw = pd.read_csv(REPO_ROOT / path)
+    raw = pd.read_csv(RESOURCES_DIR / path)
     stamps = pd.to_datetime(raw["TIMESTAMP"])
     if num_requests is not None:
         stamps = stamps.iloc[:num_requests]
@@ -92,7 +92,7 @@ def test_azure_conv_preset_replays_all_19366_real_requests() -> None:
 
 
 def test_mooncake_replay_keeps_bucket_counts_and_spreads_within_buckets() -> None:
-    raw = pd.read_json(REPO_ROOT / MOONCAKE, lines=True)
+    raw = pd.read_json(RESOURCES_DIR / MOONCAKE, lines=True)
     ms = raw["timestamp"].to_numpy()
     buckets = np.unique(ms)
     cfg = replay_workload(MOONCAKE)
@@ -279,7 +279,7 @@ def test_missing_file_and_path_resolution(tmp_path: Path, monkeypatch) -> None:
     assert "no such trace file" in message and "nope.csv" in message
     monkeypatch.chdir(tmp_path)
     # not under the current directory: found relative to the repository root
-    assert resolve_trace_path(CONV) == (REPO_ROOT / CONV).resolve()
+    assert resolve_trace_path(CONV) == (RESOURCES_DIR / CONV).resolve()
     assert TraceArrival(CONV).num_rows == 19366
     # a file under the current directory wins
     local = tmp_path / CONV

@@ -60,9 +60,10 @@ import numpy as np
 import pytest
 
 import llm_serving_env as lse
-from llm_serving_env.config import SimConfig, load_config
-from llm_serving_env.metrics import RunResult
-from llm_serving_env.stats import Estimate, t_interval
+from llm_serving_env.analysis.stats import Estimate, t_interval
+from llm_serving_env.config.files import load_config
+from llm_serving_env.config.sim_config import SimConfig
+from llm_serving_env.sim.result import RunResult
 
 # ------------------------------------------------------------------ pre-registered design
 LEVEL = 0.99

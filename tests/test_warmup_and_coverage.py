@@ -10,7 +10,7 @@ import pytest
 from scipy import stats as sps
 
 import llm_serving_env as lse
-from llm_serving_env.stats import batch_means, mser_truncation, welch_average
+from llm_serving_env.analysis.stats import batch_means, mser_truncation, welch_average
 
 
 def test_mser5_deletes_a_decaying_transient_and_little_of_a_stationary_series():

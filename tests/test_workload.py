@@ -9,20 +9,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from llm_serving_env.config import (
-    DeterministicArrival,
+from llm_serving_env.workload.arrivals import DeterministicArrival, GammaArrival, PoissonArrival
+from llm_serving_env.workload.config import WorkloadConfig
+from llm_serving_env.workload.generate import Workload, generate_workload
+from llm_serving_env.workload.lengths import (
     EmpiricalLength,
     FixedLength,
-    GammaArrival,
     GeometricLength,
     LengthDistribution,
     MixtureComponent,
     MixtureLength,
-    PoissonArrival,
     UniformLength,
-    WorkloadConfig,
 )
-from llm_serving_env.workload import Workload, generate_workload
 
 N = 200_000
 Z = 4.0  # tolerance in standard errors

@@ -1,0 +1,784 @@
+"""The discrete-event engine: one request table, per-GPU state, decision points, batch execution.
+
+Drive it with::
+
+    sim = Simulator(config, seed)
+    sim.reset()
+    while (view := sim.next_decision()) is not None:
+        sim.execute(policy.schedule(view))
+    result = sim.result()
+
+Time advances from event to event. Events are, in this order when simultaneous: the end of a
+batch (GPUs in index order), arrivals, the expiry of a Wait. After each event every free GPU
+that has work and is not waiting is offered a decision, in GPU index order.
+
+Token conventions: the iteration that finishes a request's prefill emits its first output token
+(TTFT ends there); each of the remaining ``output_tokens - 1`` tokens takes one decode
+iteration. The token load of a batch is its prefill tokens plus its number of decodes.
+
+Requests live in numpy arrays indexed by request id (arrival order); a batch updates all its
+requests with vector operations.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from llm_serving_env.config.sim_config import transfer_bytes_per_token
+from llm_serving_env.hardware.service import ServiceModel
+from llm_serving_env.schema.fields import ConfigError
+from llm_serving_env.sim.batch import Batch, SchedulingError, Wait
+from llm_serving_env.sim.result import RunResult
+from llm_serving_env.sim.scheduler import DecisionView, RequestTable
+from llm_serving_env.workload.generate import Workload, generate_workload
+
+if TYPE_CHECKING:
+    from llm_serving_env.config.sim_config import SimConfig
+
+_EMPTY = np.zeros(0, dtype=np.int64)
+_EMPTY.flags.writeable = False
+_INF = math.inf
+
+
+def _frozen(arr: np.ndarray) -> np.ndarray:
+    """Mark an engine-owned array read-only before a policy can see it."""
+    arr.flags.writeable = False
+    return arr
+
+
+def _grow(arr: np.ndarray, min_size: int) -> np.ndarray:
+    out = np.empty(max(min_size, 2 * arr.size), dtype=arr.dtype)
+    out[: arr.size] = arr
+    return out
+
+
+class _Link:
+    """One network link shared by KV transfers as a fluid processor-sharing queue.
+
+    Each of the n transfers on the link drains at ``bytes_per_s / n``. ``remaining`` maps a
+    transfer's sequence number to its bytes not yet sent, as of time ``t`` (seconds).
+    :meth:`advance` and :meth:`drain_times` step through the same drain events with the same
+    float operations, so a drain time predicted at one event is exactly when :meth:`advance`
+    later retires that transfer.
+    """
+
+    __slots__ = ("bytes_per_s", "remaining", "t")
+
+    def __init__(self, bytes_per_s: float) -> None:
+        self.bytes_per_s = bytes_per_s
+        self.t = 0.0
+        self.remaining: dict[int, float] = {}
+
+    def advance(self, t: float) -> None:
+        """Drain to time ``t`` (s): retire the transfers whose last byte left by then."""
+        rem = self.remaining
+        while rem and self.t < t:
+            rate = self.bytes_per_s / len(rem)
+            low = min(rem.values())
+            t_drain = self.t + low / rate
+            if t_drain <= t:
+                for k in list(rem):
+                    left = rem[k] - low
+                    if left <= 0.0:
+                        del rem[k]
+                    else:
+                        rem[k] = left
+                self.t = t_drain
+            else:
+                sent = (t - self.t) * rate
+                for k in rem:
+                    rem[k] -= sent
+                self.t = t
+        self.t = max(self.t, t)
+
+    def drain_times(self) -> dict[int, float]:
+        """When (s) each transfer on the link sends its last byte, if none joins meanwhile."""
+        rem = dict(self.remaining)
+        now = self.t
+        out: dict[int, float] = {}
+        while rem:
+            rate = self.bytes_per_s / len(rem)
+            low = min(rem.values())
+            now = now + low / rate
+            for k in list(rem):
+                left = rem[k] - low
+                if left <= 0.0:
+                    del rem[k]
+                    out[k] = now
+                else:
+                    rem[k] = left
+        return out
+
+
+class _BatchLog:
+    """Append-only per-batch columns, grown geometrically (numpy, not Python objects)."""
+
+    COLUMNS = (("gpu", np.int32), ("start_s", np.float64), ("end_s", np.float64),
+               ("prefill_tokens", np.int64), ("num_prefills", np.int32),
+               ("num_decodes", np.int32), ("token_load", np.int64))
+
+    def __init__(self, capacity: int = 4096) -> None:
+        self.size = 0
+        self.cols = {name: np.empty(capacity, dtype=dt) for name, dt in self.COLUMNS}
+
+    def append(self, gpu: int, start_s: float, end_s: float, prefill_tokens: int,
+               num_prefills: int, num_decodes: int) -> int:
+        i = self.size
+        cols = self.cols
+        if i == cols["gpu"].size:
+            for name in cols:
+                cols[name] = _grow(cols[name], i + 1)
+        cols["gpu"][i] = gpu
+        cols["start_s"][i] = start_s
+        cols["end_s"][i] = end_s
+        cols["prefill_tokens"][i] = prefill_tokens
+        cols["num_prefills"][i] = num_prefills
+        cols["num_decodes"][i] = num_decodes
+        cols["token_load"][i] = prefill_tokens + num_decodes
+        self.size = i + 1
+        return i
+
+    def trimmed(self) -> dict[str, np.ndarray]:
+        return {name: col[: self.size].copy() for name, col in self.cols.items()}
+
+
+class Simulator:
+    """One serving system (``config``) driven decision by decision.
+
+    Args:
+        config: the validated simulation config.
+        seed: root seed; ``SeedSequence(seed)`` is spawned into (workload, service noise,
+            policy) streams, so every policy sees the same workload for one seed.
+        workload: optional pre-built workload (e.g. a trace); by default it is generated from
+            ``config.workload`` with the workload stream.
+    """
+
+    def __init__(self, config: SimConfig, seed: int = 0, workload: Workload | None = None) -> None:
+        self.config = config
+        self.seed = seed
+        self._given_workload = workload
+        gpus = config.gpus
+        self.num_gpus = int(gpus.count)
+        self.max_batch_tokens = int(gpus.max_batch_tokens)
+        self.max_batch_requests = int(gpus.max_batch_requests)
+        self.router = gpus.router
+        self._num_queues = 1 if self.router == "central" else self.num_gpus
+        dis = config.disaggregation
+        self.disaggregation = dis
+        if dis is None:
+            self.roles = ["mixed"] * self.num_gpus
+        else:
+            self.roles = ["prefill"] * dis.prefill.count + ["decode"] * dis.decode.count
+        self._prefill_gpus = [g for g, r in enumerate(self.roles) if r != "decode"]
+        self._decode_pool = [g for g, r in enumerate(self.roles) if r == "decode"]
+        self.kv_block_tokens = int(gpus.kv_block_tokens)
+        self.kv_enabled = gpus.kv_capacity_tokens is not None
+        # whole blocks only: a partial block at the end of the cache cannot be used
+        self.kv_capacity_blocks = (int(gpus.kv_capacity_tokens) // self.kv_block_tokens
+                                   if self.kv_enabled else None)
+        self._ready = False
+
+    # ------------------------------------------------------------------ set-up
+    def reset(self, seed: int | None = None) -> None:
+        """Draw the workload and clear all state. ``seed`` replaces the constructor's."""
+        if seed is not None:
+            self.seed = seed
+        workload_ss, service_ss, policy_ss = np.random.SeedSequence(self.seed).spawn(3)
+        if self._given_workload is not None:
+            self.workload = self._given_workload
+        else:
+            self.workload = generate_workload(
+                self.config.workload, self.config.num_requests, workload_ss)
+        self.policy_rng = np.random.default_rng(policy_ss)
+        # one noise stream per GPU, so a GPU's service times do not depend on the others'
+        self.services = [
+            ServiceModel.from_config(self.config.service_for(self.roles[g]),
+                                     np.random.default_rng(ss))
+            for g, ss in enumerate(service_ss.spawn(self.num_gpus))]
+        w = self.workload
+        n = len(w)
+        self.n = n
+        self.warmup = min(int(self.config.warmup_requests), n)
+        self.arrival_s = np.asarray(w.arrival_s, dtype=np.float64)
+        self.prompt = np.asarray(w.prompt_tokens, dtype=np.int64)
+        self.output = np.asarray(w.output_tokens, dtype=np.int64)
+        self.prefilled = np.zeros(n, dtype=np.int64)
+        # tokens the current prefill must cover: the prompt, or prompt + generated tokens when
+        # a preempted request recomputes its KV cache
+        self.target = self.prompt.copy()
+        self.kv_tokens = np.zeros(n, dtype=np.int64)  # tokens whose KV is held (reserved)
+        self.kv_blocks = np.zeros(n, dtype=np.int64)  # paged blocks held
+        self.generated = np.zeros(n, dtype=np.int64)
+        self.gpu_of = np.full(n, -1, dtype=np.int64)  # -1 queued, -2 moving to a decode GPU
+        self.first_gpu = np.full(n, -1, dtype=np.int64)
+        self.queue_of = np.full(n, -1, dtype=np.int64)
+        self.first_scheduled_s = np.full(n, np.nan)
+        self.first_token_s = np.full(n, np.nan)
+        self.finish_s = np.full(n, np.nan)
+        self.last_token_s = np.full(n, np.nan)
+        self.preemptions = np.zeros(n, dtype=np.int32)
+        self.table = RequestTable(
+            arrival_s=self.arrival_s, prompt_tokens=self.prompt, output_tokens=self.output,
+            prefilled_tokens=self.prefilled, prefill_target_tokens=self.target,
+            generated_tokens=self.generated, last_token_s=self.last_token_s, gpu=self.gpu_of,
+            kv_tokens=self.kv_tokens, kv_blocks=self.kv_blocks)
+
+        g = self.num_gpus
+        self.now_s = 0.0
+        self.next_arrival = 0  # index of the next request to arrive
+        self.next_arrival_s = float(self.arrival_s[0]) if n else _INF
+        self.queues: list[np.ndarray] = [_EMPTY] * self._num_queues  # unbound, FCFS
+        self.partial: list[np.ndarray] = [_EMPTY] * g  # bound, prefill not finished
+        self.decoding: list[np.ndarray] = [_EMPTY] * g  # bound, prefill done, not finished
+        self.busy_until = [_INF] * g  # end time of the batch in flight (inf: idle)
+        self.in_flight: list[Batch | None] = [None] * g
+        self.in_flight_row = [-1] * g
+        self.parked = [False] * g  # waiting for an event or wait_until
+        self.wait_until = [_INF] * g
+        self.outstanding = np.zeros(g, dtype=np.int64)  # routed/bound and unfinished, per GPU
+        # least_tokens router: token work (prefill tokens + decodes) still to run on each GPU
+        # for the requests routed to it; a request's work is L + B - 1 tokens
+        # (one queue means central routing, whatever the router's name)
+        self._track_tokens = self.router == "least_tokens" and self._num_queues > 1
+        self.outstanding_tokens = np.zeros(g, dtype=np.int64)
+        self.kv_used_blocks = [0] * g
+        self.handoff: list[list[int]] = [[] for _ in range(g)]  # arrived at a decode GPU, FIFO
+        self._reset_transfers()
+        self.num_finished = 0
+        self._rr_next = 0
+        self._batches = _BatchLog()
+        # per decode batch, in completion order: its decode ids, their gaps, its batch row
+        self._gap_ids: list[np.ndarray] = []
+        self._gaps: list[np.ndarray] = []
+        self._gap_rows: list[int] = []
+        self._ready = True
+        self._check_kv_feasible()
+
+    def _check_kv_feasible(self) -> None:
+        if not self.kv_enabled or self.n == 0:
+            return
+        # the KV of a request peaks at L + B - 1 tokens (the last output token is never fed back)
+        peak = self.prompt + self.output - 1
+        worst = int(peak.max())
+        blocks = -(-worst // self.kv_block_tokens)
+        if blocks > self.kv_capacity_blocks:
+            raise ConfigError(
+                f"gpus.kv_capacity_tokens = {self.config.gpus.kv_capacity_tokens}: a request "
+                f"needs the KV of {worst} tokens ({blocks} blocks of "
+                f"{self.kv_block_tokens}) at its last decode, more than one GPU holds "
+                f"({self.kv_capacity_blocks} blocks); raise the capacity or shorten requests")
+
+    def event_pending(self) -> bool:
+        """True if an arrival, a batch end, a KV transfer landing or a timed Wait is pending
+        (if not, a GPU that waits would wait forever)."""
+        return (self.next_arrival_s != _INF or min(self.busy_until) != _INF
+                or min(self.wait_until) != _INF or bool(self._transfers))
+
+    @property
+    def done(self) -> bool:
+        """True once every request has finished."""
+        return self.num_finished == self.n
+
+    # ------------------------------------------------------------------ decisions
+    def _has_work(self, g: int) -> bool:
+        if self.decoding[g].size or self.partial[g].size:
+            return True
+        return self.roles[g] != "decode" and self.queues[0 if self._num_queues == 1 else g].size > 0
+
+    def _view(self, g: int) -> DecisionView:
+        q = 0 if self._num_queues == 1 else g
+        partial = self.partial[g]
+        queue = self.queues[q] if self.roles[g] != "decode" else _EMPTY
+        waiting = _frozen(np.concatenate((partial, queue))) if partial.size else queue
+        self._view_waiting = waiting
+        kv_free = (self.kv_capacity_blocks - self.kv_used_blocks[g]) if self.kv_enabled else _INF
+        return DecisionView(
+            self.now_s, g, waiting, partial.size, self.decoding[g],
+            partial.size + self.decoding[g].size, self.max_batch_tokens,
+            self.max_batch_requests, self.next_arrival_s, self.table, kv_free,
+            self.kv_block_tokens, self.roles[g])
+
+    def next_decision(self) -> DecisionView | None:
+        """Advance simulated time to the next decision point and return its view.
+
+        Returns None when every request has finished. Raises SchedulingError (rule
+        ``deadlock``) if work remains but no event can ever occur.
+        """
+        if not self._ready:
+            raise RuntimeError("call reset() before next_decision()")
+        parked = self.parked
+        busy = self.busy_until
+        wait_until = self.wait_until
+        gpus = range(self.num_gpus)
+        while True:
+            for g in gpus:
+                if busy[g] == _INF and not parked[g] and self._has_work(g):
+                    self._decision_gpu = g
+                    return self._view(g)
+            if self.num_finished == self.n:
+                return None
+            t_arrival = self.next_arrival_s
+            t_batch = min(busy)
+            t_wait = min(wait_until)
+            t_transfer = self._transfers[0][0] if self._transfers else _INF
+            t = min(t_arrival, t_batch, t_wait, t_transfer)
+            if t == _INF:
+                raise SchedulingError(
+                    "deadlock",
+                    f"at t={self.now_s:.6f}s {self.n - self.num_finished} requests are unfinished "
+                    "but every GPU is idle or waiting and no arrival or Wait expiry is left: the "
+                    "policy would never serve them")
+            self.now_s = t
+            event = False
+            if t_batch == t:
+                for g in gpus:
+                    if busy[g] == t:
+                        self._complete(g)
+                event = True
+            if t_transfer == t:
+                self._land_transfers(t)
+                event = True
+            if t_arrival == t:
+                self._admit_arrivals(t)
+                event = True
+            if event:
+                for g in gpus:
+                    parked[g] = False
+                    wait_until[g] = _INF
+            elif t_wait == t:
+                for g in gpus:
+                    if wait_until[g] == t:
+                        parked[g] = False
+                        wait_until[g] = _INF
+
+    def _admit_arrivals(self, t: float) -> None:
+        start = self.next_arrival
+        stop = int(np.searchsorted(self.arrival_s, t, side="right"))
+        self.next_arrival = stop
+        self.next_arrival_s = float(self.arrival_s[stop]) if stop < self.n else _INF
+        if self._num_queues == 1:
+            new = np.arange(start, stop, dtype=np.int64)
+            self.queue_of[start:stop] = 0
+            self.queues[0] = _frozen(np.concatenate((self.queues[0], new)))
+            return
+        for i in range(start, stop):
+            g = self._route()
+            self.queue_of[i] = g
+            self.outstanding[g] += 1
+            if self._track_tokens:
+                self.outstanding_tokens[g] += int(self.prompt[i] + self.output[i] - 1)
+            self.queues[g] = _frozen(np.append(self.queues[g], i))
+
+    def _route(self) -> int:
+        """GPU (of those that prefill) for a new arrival under a per-GPU router."""
+        gpus = self._prefill_gpus
+        if self.router == "round_robin":
+            g = gpus[self._rr_next]
+            self._rr_next = (self._rr_next + 1) % len(gpus)
+            return g
+        if self.router == "jsq":
+            return gpus[int(np.argmin(self.outstanding[gpus]))]
+        if self.router == "least_tokens":
+            return gpus[int(np.argmin(self.outstanding_tokens[gpus]))]
+        raise ValueError(f"gpus.router = {self.router!r}: not supported by the engine")
+
+    # ------------------------------------------------------------------ execution
+    def execute(self, action: Batch | Wait) -> None:
+        """Carry out the policy's answer for the GPU of the last decision point."""
+        g = self._decision_gpu
+        if isinstance(action, Wait):
+            until = float(action.until_s)
+            if not until > self.now_s:
+                raise SchedulingError("wait", f"Wait(until_s={until}) at t={self.now_s}: "
+                                      "until_s must be in the future")
+            self.parked[g] = True
+            self.wait_until[g] = until
+            return
+        if not isinstance(action, Batch):
+            raise TypeError(f"a policy must return a Batch or a Wait, got {type(action).__name__}")
+        num_new = self._check(action, g)
+        if self.kv_enabled:
+            action = self._reserve_kv(action, g)
+            if action is None:  # every request of the batch was preempted: decide again
+                return
+            if num_new:
+                num_new = int((self.gpu_of[action.prefill_ids] < 0).sum())
+        pids, ptoks, dids = action.prefill_ids, action.prefill_tokens, action.decode_ids
+        prefill_tokens = int(ptoks.sum())
+        load = prefill_tokens + int(dids.size)
+        duration = self.services[g].sample_s(load)
+        end = self.now_s + duration
+        if num_new:
+            new = pids[self.gpu_of[pids] < 0]
+            self.gpu_of[new] = g
+            fresh = new[np.isnan(self.first_scheduled_s[new])]  # not a preempted one coming back
+            self.first_scheduled_s[fresh] = self.now_s
+            self.first_gpu[fresh] = g
+            self.partial[g] = _frozen(np.concatenate((self.partial[g], new)))
+            q = 0 if self._num_queues == 1 else g
+            queue = self.queues[q]
+            self.queues[q] = _frozen(queue[self.gpu_of[queue] < 0])
+            if self._num_queues == 1:
+                self.outstanding[g] += new.size
+        self.in_flight[g] = action
+        self.busy_until[g] = end
+        self.in_flight_row[g] = self._batches.append(
+            g, self.now_s, end, prefill_tokens, int(pids.size), int(dids.size))
+
+    def _check(self, batch: Batch, g: int) -> int:
+        """Raise SchedulingError if ``batch`` breaks a rule; return its number of new requests."""
+        pids, ptoks, dids = batch.prefill_ids, batch.prefill_tokens, batch.decode_ids
+        if pids.size == 0 and dids.size == 0:
+            raise SchedulingError("empty", "a Batch must contain a prefill chunk or a decode; "
+                                           "return Wait() to idle")
+        if pids.size and self.roles[g] == "decode":
+            raise SchedulingError("role", f"GPU {g} is in the decode pool and cannot prefill")
+        n = self.n
+        waiting = self._view_waiting
+        if pids.size and (pids is waiting or (pids.base is waiting and pids.strides[0] > 0)):
+            # a slice of the view's read-only waiting list: eligible and unique by construction
+            remaining = self.target[pids] - self.prefilled[pids]
+            if not ((ptoks >= 1) & (ptoks <= remaining)).all():
+                bad = pids[(ptoks < 1) | (ptoks > remaining)].tolist()[:10]
+                raise SchedulingError("chunk_size", f"chunks of requests {bad} must be between 1 "
+                                      "and the remaining prompt tokens")
+            num_new = int((self.gpu_of[pids] < 0).sum())
+        elif pids.size:
+            if pids.min() < 0 or pids.max() >= self.next_arrival:
+                raise SchedulingError("unknown_request", f"prefill ids must be arrived requests "
+                                      f"0..{self.next_arrival - 1}, got {pids.tolist()[:10]}")
+            owner = self.gpu_of[pids]
+            q = 0 if self._num_queues == 1 else g
+            eligible = (owner == g) | ((owner < 0) & (self.queue_of[pids] == q))
+            remaining = self.target[pids] - self.prefilled[pids]
+            if not (eligible & (remaining > 0)).all():
+                bad = pids[~(eligible & (remaining > 0))].tolist()[:10]
+                raise SchedulingError("not_waiting", f"requests {bad} are not waiting for "
+                                      f"prefill on GPU {g}")
+            if (ptoks < 1).any() or (ptoks > remaining).any():
+                bad = pids[(ptoks < 1) | (ptoks > remaining)].tolist()[:10]
+                raise SchedulingError("chunk_size", f"chunks of requests {bad} must be between 1 "
+                                      "and the remaining prompt tokens")
+            if pids.size > 1:
+                s = np.sort(pids)
+                if (s[1:] == s[:-1]).any():
+                    raise SchedulingError("duplicate_prefill",
+                                          "a request appears twice among the prefill chunks")
+            num_new = int((owner < 0).sum())
+        else:
+            num_new = 0
+        dec = self.decoding[g]
+        if dids.size and not (dids is dec or (dids.base is dec and dids.strides[0] > 0)):
+            # (a slice of the engine's read-only decode set is valid and unique by construction)
+            if dids.min() < 0 or dids.max() >= n:
+                raise SchedulingError("unknown_request", "decode ids out of range")
+            ok = ((self.gpu_of[dids] == g) & (self.prefilled[dids] == self.target[dids])
+                  & (self.generated[dids] < self.output[dids]))
+            if not ok.all():
+                bad = dids[~ok].tolist()[:10]
+                raise SchedulingError("not_decodable", f"requests {bad} are not in their decode "
+                                      f"phase on GPU {g} (prefill must finish before decode)")
+            if dids.size > 1:
+                s = np.sort(dids)
+                if (s[1:] == s[:-1]).any():
+                    raise SchedulingError("duplicate_decode",
+                                          "at most one decode per request in a batch")
+        load = int(ptoks.sum()) + int(dids.size)
+        if load > self.max_batch_tokens:
+            raise SchedulingError("token_budget", f"token load {load} exceeds "
+                                  f"gpus.max_batch_tokens = {self.max_batch_tokens}")
+        resident = self.partial[g].size + dec.size + num_new
+        if resident > self.max_batch_requests:
+            raise SchedulingError("max_requests", f"{resident} requests would be resident on GPU "
+                                  f"{g}, above gpus.max_batch_requests = {self.max_batch_requests}")
+        return num_new
+
+    def _complete(self, g: int) -> None:
+        batch = self.in_flight[g]
+        assert batch is not None
+        end = self.busy_until[g]
+        self.in_flight[g] = None
+        self.busy_until[g] = _INF
+        finished_any = False
+        pids, dids = batch.prefill_ids, batch.decode_ids
+        if self._track_tokens and self.roles[g] != "decode":
+            self.outstanding_tokens[g] -= int(batch.prefill_tokens.sum()) + dids.size
+        if dids.size:
+            last = self.last_token_s
+            self._gaps.append(end - last[dids])
+            self._gap_ids.append(dids)
+            self._gap_rows.append(self.in_flight_row[g])
+            last[dids] = end
+            generated = self.generated[dids] + 1
+            self.generated[dids] = generated
+            finished = generated == self.output[dids]
+            if finished.any():
+                self._finish(dids[finished], g, end)
+                finished_any = True
+        if pids.size:
+            prefilled = self.prefilled[pids] + batch.prefill_tokens
+            self.prefilled[pids] = prefilled
+            now_complete = prefilled == self.target[pids]
+            if now_complete.any():
+                completed = pids[now_complete]
+                before = self.generated[completed]
+                resumed = before > 0  # recomputed after a preemption: emits its next token
+                if resumed.any():
+                    back = completed[resumed]
+                    self._gaps.append(end - self.last_token_s[back])
+                    self._gap_ids.append(back)
+                    self._gap_rows.append(self.in_flight_row[g])
+                    self.first_token_s[completed[~resumed]] = end
+                else:
+                    self.first_token_s[completed] = end
+                after = before + 1
+                self.generated[completed] = after
+                self.last_token_s[completed] = end
+                partial = self.partial[g]
+                self.partial[g] = _frozen(partial[self.prefilled[partial] < self.target[partial]])
+                single = after == self.output[completed]
+                if single.any():
+                    self._finish(completed[single], g, end)
+                    completed = completed[~single]
+                if completed.size and self.roles[g] == "prefill":
+                    self._start_transfers(completed, g, end)
+                elif completed.size:
+                    dec = self.decoding[g]
+                    if finished_any:
+                        dec = dec[self.generated[dec] < self.output[dec]]
+                        finished_any = False
+                    self.decoding[g] = _frozen(np.concatenate((dec, completed)))
+        if finished_any:
+            dec = self.decoding[g]
+            self.decoding[g] = _frozen(dec[self.generated[dec] < self.output[dec]])
+        if self.handoff[g]:  # slots or KV may have been freed
+            self._admit_handoffs(g)
+
+    def _finish(self, done: np.ndarray, g: int, end: float) -> None:
+        self.finish_s[done] = end
+        self.num_finished += done.size
+        self.outstanding[g] -= done.size
+        if self.kv_enabled:
+            self.kv_used_blocks[g] -= int(self.kv_blocks[done].sum())
+            self.kv_blocks[done] = 0
+            self.kv_tokens[done] = 0
+
+    # ------------------------------------------------------------------ disaggregation
+    def _reset_transfers(self) -> None:
+        """Clear the KV-transfer state and resolve the network of ``config.disaggregation``.
+
+        ``_transfers`` is a heap of ``(land_s, seq, request, src, dst)``, one entry per
+        transfer in flight (its KV is still held by ``src``); the event loop reads the next
+        landing time from ``_transfers[0][0]``. Transfers with bytes to send sit on a
+        :class:`_Link` (one per prefill GPU, or one shared), and their landing times are
+        recomputed whenever a transfer joins the link; a transfer leaving needs no event,
+        because the prediction already accounts for the bandwidth it frees.
+        """
+
+        self._transfers: list[tuple[float, int, int, int, int]] = []
+        self._transfer_seq = 0
+        self._transfer_entry: dict[int, tuple[float, int, int, int, int]] = {}  # by seq
+        self._transfer_info: dict[int, tuple[float, float]] = {}  # seq -> (start_s, bytes)
+        self._links: dict[int, _Link] = {}
+        self._transfer_log: dict[str, list[float]] = {
+            k: [] for k in ("request", "src", "dst", "start_s", "end_s", "bytes")}
+        dis = self.disaggregation
+        bandwidth = None if dis is None else dis.link_bandwidth_gb_per_s
+        self._link_bytes_per_s = None if bandwidth is None else bandwidth * 1e9
+        self._link_latency_s = 0.0 if dis is None else dis.link_latency_ms / 1000.0
+        self._link_shared = dis is not None and dis.links == "shared"
+        self._kv_bytes_per_token = transfer_bytes_per_token(self.config)
+
+    def _start_transfers(self, ids: np.ndarray, src: int, t: float) -> None:
+        """Send finished prefills from prefill GPU ``src`` to the decode GPU with the fewest
+        outstanding requests. Each moves ``kv_tokens * kv_bytes_per_token`` bytes over the
+        link of ``src`` (shared with the transfers already on it, processor sharing) and lands
+        ``latency`` after its last byte leaves."""
+        pool = self._decode_pool
+        tokens = self.kv_tokens[ids] if self.kv_enabled else self.target[ids]
+        sizes = (tokens * self._kv_bytes_per_token).tolist()
+        self.outstanding[src] -= ids.size
+        if self._track_tokens:  # their decodes run elsewhere
+            self.outstanding_tokens[src] -= int((self.output[ids] - self.generated[ids]).sum())
+        link = None
+        if self._link_bytes_per_s is not None and any(b > 0 for b in sizes):
+            key = 0 if self._link_shared else src
+            link = self._links.get(key)
+            if link is None:
+                link = self._links[key] = _Link(self._link_bytes_per_s)
+            link.advance(t)
+        latency = self._link_latency_s
+        for r, nbytes in zip(ids.tolist(), sizes, strict=True):
+            dst = pool[int(np.argmin(self.outstanding[pool]))]
+            self.outstanding[dst] += 1
+            self.gpu_of[r] = -2
+            self._transfer_seq += 1
+            seq = self._transfer_seq
+            self._transfer_info[seq] = (t, nbytes)
+            self._transfer_entry[seq] = (t + latency, seq, r, src, dst)
+            if link is not None and nbytes > 0:
+                link.remaining[seq] = nbytes
+        if link is not None:
+            for seq, drained in link.drain_times().items():
+                entry = self._transfer_entry.get(seq)
+                if entry is None:  # landed already (cannot happen: advance retired it)
+                    del link.remaining[seq]
+                    continue
+                self._transfer_entry[seq] = (drained + latency, *entry[1:])
+        self._transfers = sorted(self._transfer_entry.values())  # a sorted list is a heap
+
+    def _land_transfers(self, t: float) -> None:
+        """KV transfers that end at ``t``: free the source's KV, queue at the destination,
+        record the transfer."""
+        landed = set()
+        log = self._transfer_log
+        while self._transfers and self._transfers[0][0] == t:
+            _, seq, r, src, dst = heapq.heappop(self._transfers)
+            del self._transfer_entry[seq]
+            start, nbytes = self._transfer_info.pop(seq)
+            for key, value in (("request", r), ("src", src), ("dst", dst), ("start_s", start),
+                               ("end_s", t), ("bytes", nbytes)):
+                log[key].append(value)
+            if self.kv_enabled:
+                self.kv_used_blocks[src] -= int(self.kv_blocks[r])
+                self.kv_blocks[r] = 0
+            self.handoff[dst].append(r)
+            landed.add(dst)
+        for dst in sorted(landed):
+            self._admit_handoffs(dst)
+
+    def _admit_handoffs(self, g: int) -> None:
+        """Move requests waiting at decode GPU ``g`` into its decode set, FIFO, while slots and
+        KV blocks allow."""
+        queue = self.handoff[g]
+        admitted = []
+        resident = self.decoding[g].size
+        bs = self.kv_block_tokens
+        while queue and resident < self.max_batch_requests:
+            r = queue[0]
+            if self.kv_enabled:
+                need = -(-int(self.kv_tokens[r]) // bs)
+                if need > self.kv_capacity_blocks - self.kv_used_blocks[g]:
+                    break
+                self.kv_blocks[r] = need
+                self.kv_used_blocks[g] += need
+            admitted.append(queue.pop(0))
+            resident += 1
+        if admitted:
+            ids = np.asarray(admitted, dtype=np.int64)
+            self.gpu_of[ids] = g
+            self.decoding[g] = _frozen(np.concatenate((self.decoding[g], ids)))
+
+    # ------------------------------------------------------------------ KV cache
+    def _reserve_kv(self, batch: Batch, g: int) -> Batch | None:
+        """Reserve the KV blocks ``batch`` needs on GPU ``g``, preempting if decodes need more.
+
+        Decodes grow a request's KV by one token; when they need more blocks than are free,
+        the latest-arrived requests resident on the GPU are preempted by recompute (vLLM's
+        policy) until they fit, and leave the batch. Prefill chunks must then fit in what is
+        left (the policy's job: ``view.kv_free_blocks``), else rule ``kv_memory``.
+        Returns the batch to run (None if nothing of it is left).
+        """
+        bs = self.kv_block_tokens
+        pids, ptoks, dids = batch.prefill_ids, batch.prefill_tokens, batch.decode_ids
+        free = self.kv_capacity_blocks - self.kv_used_blocks[g]
+        dec_need = -(-(self.kv_tokens[dids] + 1) // bs) - self.kv_blocks[dids]
+        if int(dec_need.sum()) > free:
+            residents = np.concatenate((self.partial[g], self.decoding[g]))
+            order = np.sort(residents)[::-1]  # latest arrival first (ids are arrival order)
+            victims = []
+            for r in order.tolist():
+                victims.append(r)
+                free += int(self.kv_blocks[r])
+                keep = ~np.isin(dids, victims)
+                if int(dec_need[keep].sum()) <= free:
+                    break
+            victims_arr = np.asarray(sorted(victims), dtype=np.int64)
+            self._preempt(victims_arr, g)
+            keep_d = ~np.isin(dids, victims_arr)
+            keep_p = ~np.isin(pids, victims_arr)
+            dids, dec_need = dids[keep_d], dec_need[keep_d]
+            pids, ptoks = pids[keep_p], ptoks[keep_p]
+            if dids.size == 0 and pids.size == 0:
+                return None
+            batch = Batch(prefill_ids=pids, prefill_tokens=ptoks, decode_ids=dids)
+            free = self.kv_capacity_blocks - self.kv_used_blocks[g]
+        pre_need = -(-(self.kv_tokens[pids] + ptoks) // bs) - self.kv_blocks[pids]
+        total = int(dec_need.sum()) + int(pre_need.sum())
+        if total > free:
+            raise SchedulingError(
+                "kv_memory", f"the batch needs {total} KV blocks on GPU {g} but {free} are free "
+                "(admit prefills only while they fit in view.kv_free_blocks)")
+        self.kv_blocks[dids] += dec_need
+        self.kv_tokens[dids] += 1
+        self.kv_blocks[pids] += pre_need
+        self.kv_tokens[pids] += ptoks
+        self.kv_used_blocks[g] += total
+        return batch
+
+    def _preempt(self, victims: np.ndarray, g: int) -> None:
+        """Preempt ``victims`` (resident on ``g``) by recompute: free their KV and put them back
+        at the front of their queue, in arrival order; their next prefill covers the prompt
+        and every token generated so far."""
+        self.kv_used_blocks[g] -= int(self.kv_blocks[victims].sum())
+        self.kv_blocks[victims] = 0
+        self.kv_tokens[victims] = 0
+        if self._track_tokens:  # their remaining work becomes L + B - 1 again, at their queue
+            left = (self.target[victims] - self.prefilled[victims] + self.output[victims]
+                    - self.generated[victims] - (self.target[victims] > self.prefilled[victims]))
+            if self.roles[g] != "decode":
+                np.subtract.at(self.outstanding_tokens, self.queue_of[victims], left)
+            np.add.at(self.outstanding_tokens, self.queue_of[victims],
+                      self.prompt[victims] + self.output[victims] - 1)
+        self.prefilled[victims] = 0
+        self.target[victims] = self.prompt[victims] + self.generated[victims]
+        self.preemptions[victims] += 1
+        self.partial[g] = _frozen(self.partial[g][~np.isin(self.partial[g], victims)])
+        self.decoding[g] = _frozen(self.decoding[g][~np.isin(self.decoding[g], victims)])
+        self.gpu_of[victims] = -1
+        if self._num_queues == 1:
+            self.queues[0] = _frozen(np.concatenate((victims, self.queues[0])))
+            self.outstanding[g] -= victims.size
+        else:  # back to the queue of the GPU they were routed to
+            for q in np.unique(self.queue_of[victims]).tolist():
+                mine = victims[self.queue_of[victims] == q]
+                self.queues[q] = _frozen(np.concatenate((mine, self.queues[q])))
+                if q != g:
+                    self.outstanding[g] -= mine.size
+                    self.outstanding[q] += mine.size
+
+    # ------------------------------------------------------------------ results
+    def result(self) -> RunResult:
+        """The run's :class:`RunResult` (call when ``next_decision()`` returned None)."""
+
+        if self._gaps:
+            gaps = np.concatenate(self._gaps)
+            ids = np.concatenate(self._gap_ids)
+            rows = np.repeat(np.asarray(self._gap_rows, dtype=np.int64),
+                             [a.size for a in self._gap_ids])
+        else:
+            gaps, ids, rows = np.zeros(0), _EMPTY, _EMPTY
+        max_tbt = np.zeros(self.n)
+        np.maximum.at(max_tbt, ids, gaps)
+        measured = ids >= self.warmup
+        return RunResult(
+            config=self.config, seed=self.seed, warmup=self.warmup,
+            arrival_s=self.arrival_s.copy(), prompt_tokens=self.prompt.copy(),
+            output_tokens=self.output.copy(), first_scheduled_s=self.first_scheduled_s.copy(),
+            first_token_s=self.first_token_s.copy(), finish_s=self.finish_s.copy(),
+            max_tbt_s=max_tbt, gpu=self.gpu_of.copy(), first_gpu=self.first_gpu.copy(),
+            preemptions=self.preemptions.copy(), batch_columns=self._batches.trimmed(),
+            tbt_gaps_s=gaps[measured], tbt_gap_batch=rows[measured], num_gpus=self.num_gpus,
+            transfer_columns=self._transfer_columns())
+
+    def _transfer_columns(self) -> dict[str, np.ndarray]:
+        """The landed KV transfers in landing order: request, src, dst (GPU ids), start_s,
+        end_s (landing, s), bytes."""
+        log = self._transfer_log
+        ints = ("request", "src", "dst")
+        return {k: np.asarray(v, dtype=np.int64 if k in ints else np.float64)
+                for k, v in log.items()}

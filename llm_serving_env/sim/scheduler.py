@@ -1,0 +1,352 @@
+"""The scheduler interface, the view a scheduler sees, and the scheduler registry.
+
+A scheduler is a plain object: ``schedule(view) -> Batch | Wait``. Each one lives in its own
+file under ``baselines/`` (or anywhere else) and registers itself with
+:func:`register_scheduler`; its parameters are a typed frozen dataclass ``Config`` whose fields
+are the YAML keys of the ``scheduler:`` block besides ``name``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from importlib.metadata import entry_points
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+
+from llm_serving_env.schema.fields import ConfigError
+from llm_serving_env.sim.batch import Batch, Wait
+
+if TYPE_CHECKING:
+    from llm_serving_env.config.sim_config import SimConfig
+    from llm_serving_env.workload.generate import Workload
+
+
+_NO_IDS = np.zeros(0, np.int64)
+_NO_IDS.flags.writeable = False
+
+
+class RequestTable:
+    """Read-only per-request state, one entry per request id (ids are arrival order, 0-based).
+
+    Attributes (numpy arrays of shape (num_requests,)):
+        arrival_s: arrival time, seconds.
+        prompt_tokens, output_tokens: L_i and B_i.
+        prefilled_tokens: tokens of the current prefill already processed.
+        prefill_target_tokens: tokens the current prefill must cover: L_i, or L_i plus the
+            tokens generated so far after a preemption (recompute).
+        generated_tokens: output tokens already emitted (the first comes with the prefill).
+        last_token_s: time the latest output token was emitted (NaN before the first).
+        gpu: GPU the request is bound to (-1 while waiting in a queue).
+        kv_tokens, kv_blocks: KV-cache tokens and paged blocks the request holds (only
+            tracked when ``gpus.kv_capacity_tokens`` is set).
+    """
+
+    __slots__ = (
+        "arrival_s", "prompt_tokens", "output_tokens", "prefilled_tokens",
+        "prefill_target_tokens", "generated_tokens", "last_token_s", "gpu", "kv_tokens",
+        "kv_blocks",
+    )
+
+    def __init__(self, **arrays: np.ndarray) -> None:
+        for name in self.__slots__:
+            setattr(self, name, arrays[name])
+
+
+class DecisionView:
+    """What a scheduler sees when ``gpu`` is free at time ``now_s``.
+
+    Attributes:
+        now_s: current simulated time, seconds.
+        gpu: index of the free GPU to fill.
+        waiting: int64 (w,), requests this GPU may prefill: first those already bound to it
+            with a partial prefill (in the order they started), then the shared or per-GPU
+            queue in FCFS order.
+        decoding: int64 (d,), requests bound to this GPU in their decode phase, each ready
+            for its next decode (in the order their prefill finished).
+        num_partial: how many leading entries of ``waiting`` are already bound to this GPU
+            (partially prefilled; they hold a slot already).
+        resident: requests holding a slot on this GPU (partial prefills + decoding).
+        max_batch_tokens, max_batch_requests: the GPU's limits (K and the slot count).
+        next_arrival_s: time of the next arrival (inf if none).
+        requests: the read-only :class:`RequestTable`.
+        kv_free_blocks: free KV-cache blocks on this GPU (inf when memory is unlimited).
+        kv_block_tokens: tokens per KV block.
+        role: ``"mixed"`` (prefill and decode), or under disaggregation ``"prefill"`` or
+            ``"decode"`` (a decode GPU's ``waiting`` is always empty).
+    """
+
+    __slots__ = (
+        "now_s", "gpu", "waiting", "num_partial", "decoding", "resident", "max_batch_tokens",
+        "max_batch_requests", "next_arrival_s", "requests", "kv_free_blocks", "kv_block_tokens",
+        "role",
+    )
+
+    def __init__(self, now_s: float, gpu: int, waiting: np.ndarray, num_partial: int,
+                 decoding: np.ndarray, resident: int, max_batch_tokens: int,
+                 max_batch_requests: int, next_arrival_s: float, requests: RequestTable,
+                 kv_free_blocks: float = math.inf, kv_block_tokens: int = 16,
+                 role: str = "mixed") -> None:
+        self.now_s = now_s
+        self.gpu = gpu
+        self.waiting = waiting
+        self.num_partial = num_partial
+        self.decoding = decoding
+        self.resident = resident
+        self.max_batch_tokens = max_batch_tokens
+        self.max_batch_requests = max_batch_requests
+        self.next_arrival_s = next_arrival_s
+        self.requests = requests
+        self.kv_free_blocks = kv_free_blocks
+        self.kv_block_tokens = kv_block_tokens
+        self.role = role
+
+    def remaining_prompt(self, ids: np.ndarray) -> np.ndarray:
+        """Prefill tokens still to process for ``ids`` (int64, same shape)."""
+        return self.requests.prefill_target_tokens[ids] - self.requests.prefilled_tokens[ids]
+
+    def kv_blocks_needed(self, ids: np.ndarray, tokens: np.ndarray | int) -> np.ndarray:
+        """Extra KV blocks each of ``ids`` needs to add ``tokens`` tokens (int64, same shape).
+
+        A decode adds 1 token; a prefill chunk adds its size. Zero when memory is unlimited.
+        """
+        if self.kv_free_blocks == math.inf:
+            return np.zeros(np.shape(ids), dtype=np.int64)
+        t = self.requests
+        bs = self.kv_block_tokens
+        return -(-(t.kv_tokens[ids] + tokens) // bs) - t.kv_blocks[ids]
+
+    def kv_room_after_decodes(self, decode_ids: np.ndarray) -> float:
+        """KV blocks left for prefill once ``decode_ids`` have each grown by one token
+        (>= 0; inf when memory is unlimited)."""
+        if self.kv_free_blocks == math.inf:
+            return math.inf
+        return max(0, self.kv_free_blocks - int(self.kv_blocks_needed(decode_ids, 1).sum()))
+
+    def kv_fit_prefill(self, ids: np.ndarray, tokens: np.ndarray, free_blocks: float,
+                       allow_partial: bool) -> tuple[np.ndarray, np.ndarray]:
+        """The longest prefix of the chunks (ids, tokens) whose KV fits in ``free_blocks``.
+
+        With ``allow_partial`` the first chunk that does not fit is shortened to what fits
+        (chunking policies); otherwise it and everything after it are dropped.
+        """
+        if free_blocks == math.inf or ids.size == 0:
+            return ids, tokens
+        need = self.kv_blocks_needed(ids, tokens)
+        count = int(np.searchsorted(np.cumsum(need), free_blocks, side="right"))
+        if count == ids.size or not allow_partial:
+            return ids[:count], tokens[:count]
+        left = int(free_blocks - need[:count].sum())
+        r = ids[count]
+        t = self.requests
+        room = (int(t.kv_blocks[r]) + left) * self.kv_block_tokens - int(t.kv_tokens[r])
+        if room <= 0:
+            return ids[:count], tokens[:count]
+        cut = tokens[: count + 1].copy()
+        cut[-1] = min(int(cut[-1]), room)
+        return ids[: count + 1], cut
+
+    def is_resident(self, ids: np.ndarray) -> np.ndarray:
+        """Boolean mask: which of ``ids`` already hold a slot on this GPU."""
+        return self.requests.gpu[ids] == self.gpu
+
+
+def chunked_prefill(view: DecisionView, budget: int, slots: int) -> tuple[np.ndarray, np.ndarray]:
+    """Chunks for ``view.waiting`` in order, filling ``budget`` tokens.
+
+    Resident (partially prefilled) requests lead ``view.waiting`` and take no new slot; at
+    most ``slots`` new requests join. Returns (ids, tokens) int64 arrays, ids a prefix of
+    ``view.waiting``; both empty if the budget is 0.
+    """
+    if budget <= 0 or view.waiting.size == 0:
+        return _NO_IDS, _NO_IDS
+    # every chunk has >= 1 token, so at most `budget` requests can take part
+    head = view.waiting[: min(budget, view.num_partial + max(slots, 0))]
+    if head.size == 0:
+        return _NO_IDS, _NO_IDS
+    need = view.remaining_prompt(head)
+    total = np.cumsum(need)
+    count = min(int(np.searchsorted(total, budget)) + 1, head.size)  # the last one may be cut
+    tokens = need[:count].copy()
+    tokens[-1] -= max(0, int(total[count - 1]) - budget)
+    return head[:count], tokens
+
+
+@dataclasses.dataclass(frozen=True)
+class NoParams:
+    """For schedulers without parameters."""
+
+
+class Scheduler(ABC):
+    """Base class of every policy.
+
+    Subclasses set ``Config`` (a frozen dataclass of their parameters) and implement
+    :meth:`schedule`. ``__init__`` receives the parsed config and the whole simulation config
+    (for limits). :meth:`check_feasible` raises a clear error at start if the policy can never
+    serve some request of the workload.
+    """
+
+    name: ClassVar[str] = ""
+    Config: ClassVar[type] = NoParams
+
+    def __init__(self, config: Any, sim_config: SimConfig) -> None:
+        self.config = config
+        self.sim_config = sim_config
+
+    def reset(self, rng: np.random.Generator) -> None:
+        """Called once per run before the first decision; ``rng`` is the policy's own stream."""
+        self.rng = rng
+
+    def check_feasible(self, workload: Workload) -> None:  # noqa: B027 - optional hook
+        """Raise ``ConfigError`` if some request could never be served by this policy."""
+
+    @abstractmethod
+    def schedule(self, view: DecisionView) -> Batch | Wait:
+        """Return the next batch for ``view.gpu``, or a Wait."""
+
+
+_REGISTRY: dict[str, type[Scheduler]] = {}
+_BUILTINS_LOADED = False
+
+
+def register_scheduler(name: str, *aliases: str) -> Callable[[type[Scheduler]], type[Scheduler]]:
+    """Class decorator: make a scheduler available under ``name`` (and ``aliases``)."""
+
+    def decorate(cls: type[Scheduler]) -> type[Scheduler]:
+        for key in (name, *aliases):
+            if key in _REGISTRY and _REGISTRY[key] is not cls:
+                raise ValueError(f"scheduler name {key!r} is already registered "
+                                 f"by {_REGISTRY[key].__qualname__}")
+            _REGISTRY[key] = cls
+        cls.name = name
+        return cls
+
+    return decorate
+
+
+#: Entry-point group through which installed packages contribute schedulers. This project's
+#: ``pyproject.toml`` points it at the ``baselines`` package, whose import registers every file.
+SCHEDULER_ENTRY_POINTS = "llm_serving_env.schedulers"
+
+
+def _load_builtins() -> None:
+    """Import every package registered under :data:`SCHEDULER_ENTRY_POINTS` (once). The core
+    never names ``baselines`` itself: it sits above the core and is found like any plug-in."""
+    global _BUILTINS_LOADED
+    if not _BUILTINS_LOADED:
+        for entry_point in entry_points(group=SCHEDULER_ENTRY_POINTS):
+            entry_point.load()
+        _BUILTINS_LOADED = True  # only once every module has registered (threads, forks)
+
+
+def available_schedulers() -> list[str]:
+    """Every registered scheduler name (aliases included), sorted."""
+    _load_builtins()
+    return sorted(_REGISTRY)
+
+
+def canonical_schedulers() -> list[str]:
+    """Registered scheduler names without aliases, sorted."""
+    _load_builtins()
+    return sorted(key for key, cls in _REGISTRY.items() if cls.name == key)
+
+
+def scheduler_class(name: str) -> type[Scheduler]:
+    """The class registered under ``name``; a ConfigError with a suggestion otherwise."""
+    _load_builtins()
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        close = difflib.get_close_matches(str(name), _REGISTRY, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ConfigError(
+            f"scheduler.name = {name!r}: unknown scheduler{hint}; "
+            f"available: {', '.join(sorted(_REGISTRY))}"
+        ) from None
+
+
+def parse_scheduler_params(cls: type[Scheduler], params: dict[str, Any]) -> Any:
+    """Build ``cls.Config`` from the YAML parameters, naming any bad key or value."""
+    fields = {f.name for f in dataclasses.fields(cls.Config)}
+    for key in params:
+        if key not in fields:
+            close = difflib.get_close_matches(key, fields, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            allowed = ", ".join(sorted(fields)) or "none"
+            raise ConfigError(
+                f"scheduler.{key}: unknown parameter for scheduler {cls.name!r}{hint}; "
+                f"allowed: {allowed}"
+            )
+    return cls.Config(**params)
+
+
+def make_scheduler(sim_config: SimConfig, name: str | None = None) -> Scheduler:
+    """Instantiate the scheduler named by ``name`` or, if None, by ``sim_config.scheduler``.
+
+    When ``name`` differs from the config's scheduler, the config's parameters are used only if
+    they are valid for the named scheduler's ``Config``; otherwise its defaults apply.
+    Under disaggregation the result is a :class:`PooledScheduler`: each pool uses its own
+    ``scheduler`` block if it has one, else this one.
+    """
+    dis = sim_config.disaggregation
+    if dis is None:
+        return _make_single(sim_config, name)
+    by_role = {}
+    for role, pool in (("prefill", dis.prefill), ("decode", dis.decode)):
+        if pool.scheduler is None:
+            by_role[role] = _make_single(sim_config, name)
+        else:
+            own = sim_config.replace({"scheduler": pool.scheduler.to_dict()})
+            by_role[role] = _make_single(own, None)
+    return PooledScheduler(by_role, sim_config)
+
+
+class PooledScheduler(Scheduler):
+    """One scheduler per pool of a disaggregated deployment, chosen by ``view.role``."""
+
+    name = "pooled"
+
+    def __init__(self, by_role: dict[str, Scheduler], sim_config: SimConfig) -> None:
+        super().__init__(None, sim_config)
+        self.by_role = by_role
+
+    def reset(self, rng: np.random.Generator) -> None:
+        super().reset(rng)
+        for scheduler in self.by_role.values():
+            scheduler.reset(rng)
+
+    def check_feasible(self, workload: Workload) -> None:
+        for scheduler in self.by_role.values():
+            scheduler.check_feasible(workload)
+
+    def schedule(self, view: DecisionView) -> Batch | Wait:
+        return self.by_role[view.role].schedule(view)
+
+
+def _make_single(sim_config: SimConfig, name: str | None) -> Scheduler:
+    config_name = sim_config.scheduler.name
+    cls = scheduler_class(name or config_name)
+    params = dict(sim_config.scheduler.params)
+    if name is not None and scheduler_class(config_name) is not cls:
+        known = {f.name for f in dataclasses.fields(cls.Config)}
+        params = {k: v for k, v in params.items() if k in known}
+    return cls(parse_scheduler_params(cls, params), sim_config)
+
+
+def positive_int(path: str, value: Any, *, minimum: int = 1) -> None:
+    """Raise ConfigError unless ``value`` is an int >= minimum (for scheduler Configs)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ConfigError(f"{path} = {value!r}: must be an integer >= {minimum}")
+
+
+def positive_number(path: str, value: Any, *, allow_zero: bool = False) -> None:
+    """Raise ConfigError unless ``value`` is a real number > 0 (or >= 0 with allow_zero)."""
+    ok = (not isinstance(value, bool) and isinstance(value, (int, float, np.floating, np.integer))
+          and (value >= 0 if allow_zero else value > 0))
+    if not ok:
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ConfigError(f"{path} = {value!r}: must be a number {bound}")

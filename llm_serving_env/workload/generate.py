@@ -1,0 +1,107 @@
+"""Draw a workload (arrival times, prompt lengths, output budgets) from a WorkloadConfig.
+
+Randomness: ``generate_workload`` turns its seed into a ``numpy.random.SeedSequence`` and
+spawns exactly three children, in this order:
+
+    0. arrival times,
+    1. prompt lengths,
+    2. output lengths,
+
+each driving its own ``numpy.random.default_rng(child)``. The streams are independent of each
+other and of anything a scheduling policy does, so two policies run with one seed see the same
+requests (common random numbers). The engine draws service noise from a different child of its
+own root seed.
+
+Trace replay (``{process: trace}`` with ``{dist: trace, order: replay}`` lengths on the same
+file) needs no special case here: the arrival stream returns the file's times in row order
+and the length streams return the file's rows in the same order, so request ``i`` is row ``i``
+(see ``llm_serving_env.workload.traces``).
+Replays do not use the length generators; a Mooncake replay
+uses the arrival generator only to place requests inside their 3 s time buckets.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from llm_serving_env.workload.config import WorkloadConfig
+
+__all__ = ["Workload", "generate_workload"]
+
+
+def _frozen(values: np.ndarray, dtype: type, name: str) -> np.ndarray:
+    arr = np.array(values, dtype=dtype, copy=True)
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be one-dimensional, got shape {arr.shape}")
+    arr.flags.writeable = False
+    return arr
+
+
+@dataclass(frozen=True, eq=False)
+class Workload:
+    """The requests of one run, as read-only arrays indexed by request id (arrival order).
+
+    Attributes:
+        arrival_s: float64 ``(n,)``, nondecreasing, seconds since t = 0.
+        prompt_tokens: int64 ``(n,)``, >= 1 (prefill length L_i).
+        output_tokens: int64 ``(n,)``, >= 1 (tokens to emit, B_i; the first comes with the
+            iteration that finishes the prefill, the other B_i - 1 take one decode each).
+
+    The constructor copies the arrays, checks shapes and values, and makes them read-only.
+    """
+
+    arrival_s: np.ndarray
+    prompt_tokens: np.ndarray
+    output_tokens: np.ndarray
+
+    def __post_init__(self) -> None:
+        arrival = _frozen(self.arrival_s, np.float64, "arrival_s")
+        prompt = _frozen(self.prompt_tokens, np.int64, "prompt_tokens")
+        output = _frozen(self.output_tokens, np.int64, "output_tokens")
+        n = arrival.shape[0]
+        if prompt.shape[0] != n or output.shape[0] != n:
+            raise ValueError(
+                f"arrays differ in length: arrival_s {n}, prompt_tokens {prompt.shape[0]}, "
+                f"output_tokens {output.shape[0]}"
+            )
+        if n and (not np.all(np.isfinite(arrival)) or arrival[0] < 0):
+            raise ValueError("arrival_s must be finite and >= 0")
+        if n > 1 and np.any(np.diff(arrival) < 0):
+            raise ValueError("arrival_s must be nondecreasing")
+        if n and (prompt.min() < 1 or output.min() < 1):
+            raise ValueError("prompt_tokens and output_tokens must be >= 1")
+        object.__setattr__(self, "arrival_s", arrival)
+        object.__setattr__(self, "prompt_tokens", prompt)
+        object.__setattr__(self, "output_tokens", output)
+
+    def __len__(self) -> int:
+        """Number of requests."""
+        return int(self.arrival_s.shape[0])
+
+
+def generate_workload(
+    cfg: WorkloadConfig, num_requests: int, seed: int | np.random.SeedSequence
+) -> Workload:
+    """Draw ``num_requests`` requests from ``cfg``.
+
+    Args:
+        cfg: arrival process and length distributions.
+        num_requests: number of requests n (>= 0).
+        seed: an int (``SeedSequence(seed)`` is used) or a ``SeedSequence``. A given
+            ``SeedSequence`` is spawned from directly, so, as with ``SeedSequence.spawn``, its
+            spawn counter advances by 3: pass an int, or a fresh sequence, to reproduce a draw.
+
+    Returns:
+        A :class:`Workload`; the same int seed gives bit-identical arrays.
+    """
+    if isinstance(num_requests, bool) or int(num_requests) != num_requests or num_requests < 0:
+        raise ValueError(f"num_requests = {num_requests!r}: must be an integer >= 0")
+    n = int(num_requests)
+    ss = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
+    arrival_ss, prompt_ss, output_ss = ss.spawn(3)
+    arrival_s = cfg.arrival.sample_times(np.random.default_rng(arrival_ss), n)
+    prompt = cfg.prompt_tokens.sample(np.random.default_rng(prompt_ss), n)
+    output = cfg.output_tokens.sample(np.random.default_rng(output_ss), n)
+    return Workload(arrival_s=arrival_s, prompt_tokens=prompt, output_tokens=output)
