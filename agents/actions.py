@@ -43,10 +43,13 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from baselines.slo_aware import assemble_batch, srpt_prefill
 from llm_serving_env.config.sim_config import SimConfig
-from llm_serving_env.env.core import CompactActionWrapper, LLMServingEnv
+from llm_serving_env.env import CompactActionWrapper, LLMServingEnv
+from llm_serving_env.env.serving_env import integer_action
 from llm_serving_env.schema.fields import ConfigError
 from llm_serving_env.sim.batch import Batch, Wait
+from llm_serving_env.sim.batching import fill_prefill_budget
 from llm_serving_env.sim.scheduler import DecisionView, make_scheduler
 from llm_serving_env.sim.simulate import as_config
 
@@ -61,31 +64,6 @@ ACTION_SPACES = ("slo", "compact", "native")
 _NONE = np.zeros(0, np.int64)
 _NONE.flags.writeable = False
 _EPS_S = 1e-9
-
-
-def _fill(view: DecisionView, remaining: np.ndarray, order: np.ndarray, budget: int,
-          slots: int) -> tuple[np.ndarray, np.ndarray]:
-    """Chunks for ``view.waiting[order]`` filling ``budget`` tokens: whole remaining prompts
-    while they fit, the next one cut; new requests only while ``slots`` remain. ``order``
-    holds positions in ``view.waiting``; partial prefills (positions < num_partial) take no
-    slot. Returns (ids, tokens)."""
-    is_new = order >= view.num_partial
-    if slots <= 0:
-        order = order[~is_new]
-    elif int(is_new.sum()) > slots:
-        order = order[~is_new | (np.cumsum(is_new) <= slots)]
-    order = order[:budget]
-    if order.size == 0:
-        return _NONE, _NONE
-    need = remaining[order]
-    total = np.cumsum(need)
-    count = min(int(np.searchsorted(total, budget)) + 1, order.size)
-    tokens = need[:count].copy()
-    tokens[-1] -= max(0, int(total[count - 1]) - budget)
-    chosen = order[:count]
-    if int(chosen[-1]) == count - 1 and (count == 1 or bool((np.diff(chosen) == 1).all())):
-        return view.waiting[:count], tokens  # a slice of the view: the engine checks it faster
-    return view.waiting[chosen], tokens
 
 
 class SloActionWrapper(gym.Wrapper):
@@ -126,9 +104,10 @@ class SloActionWrapper(gym.Wrapper):
     # ------------------------------------------------------------------ actions
     def decode(self, action: Any) -> tuple[str | int, str]:
         """(budget, order) of a flat action."""
-        k = int(action)
-        if not 0 <= k < self.action_space.n:
-            raise ValueError(f"action {k} is outside {self.action_space}")
+        a = integer_action(action, self.action_space).reshape(-1)
+        if a.size != 1 or not 0 <= int(a[0]) < self.action_space.n:
+            raise ValueError(f"action {a.tolist()} is outside {self.action_space}")
+        k = int(a[0])
         b, o = divmod(k, len(self.orders))
         return self.budgets[b], self.orders[o]
 
@@ -140,7 +119,7 @@ class SloActionWrapper(gym.Wrapper):
         remaining = view.remaining_prompt(waiting)
         npart = view.num_partial
         if order == "fcfs":
-            return _fill(view, remaining, np.arange(waiting.size), budget, slots)
+            return fill_prefill_budget(view, budget, slots)
         key = remaining.astype(np.float64)
         key[:npart] = -1.0
         if order == "triage":
@@ -152,7 +131,7 @@ class SloActionWrapper(gym.Wrapper):
             doomed[:npart] = False
             if doomed.any():
                 key[doomed] += 1e12  # after every viable request, SRPT among themselves
-        return _fill(view, remaining, np.argsort(key, kind="stable"), budget, slots)
+        return fill_prefill_budget(view, budget, slots, np.argsort(key, kind="stable"))
 
     def compose(self, view: DecisionView, budget: str | int, order: str) -> Batch | Wait:
         """The batch (or Wait) of mode (budget, order) at ``view``."""
@@ -161,32 +140,15 @@ class SloActionWrapper(gym.Wrapper):
         dec = view.decoding
         rest = _NONE
         if budget == "deadline":
-            if dec.size:
-                slack = view.requests.last_token_s[dec] + (s.tbt_s - view.now_s)
-                b = s._budget(T, slack)
-                threshold = float(T[b] + T[s.max_budget]) + s.margin_s
-                if float(slack.max()) < threshold:
-                    crit = dec
-                    if dec.size > view.max_batch_tokens:
-                        crit = dec[np.argsort(slack, kind="stable")[: view.max_batch_tokens]]
-                else:
-                    by_due = np.argsort(slack, kind="stable")
-                    crit_mask = slack[by_due] < threshold
-                    crit = dec[by_due[crit_mask]][: view.max_batch_tokens]
-                    rest = dec[by_due[~crit_mask]]
-                b = max(b, int(crit.size))
-            else:
-                b, crit = s.max_budget, _NONE
+            b, crit, rest = s.plan_decodes(view, T)
         else:
             crit = dec
             if dec.size > view.max_batch_tokens:
                 due = view.requests.last_token_s[dec]
                 crit = dec[np.argsort(due, kind="stable")[: view.max_batch_tokens]]
             b = max(int(budget), int(crit.size))
-        slots = view.max_batch_requests - view.resident
+        slots = view.free_slots
         left = b - int(crit.size)
-        from baselines.slo_aware import assemble_batch, srpt_prefill
-
         if order == "srpt" and s.max_wait_s == math.inf:
             ids, tokens = srpt_prefill(view, left, slots)
         else:

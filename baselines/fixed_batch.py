@@ -72,7 +72,7 @@ def cohort_candidate(view: DecisionView) -> tuple[Batch | None, bool]:
     request was left out (tokens, slots or KV), every free slot is taken, or the token limit
     is reached; a GPU that already holds partial prefills counts as full too (dispatch now).
     """
-    slots = view.max_batch_requests - view.resident
+    slots = view.free_slots
     batch = fcfs_whole_prompts(view, view.max_batch_tokens, slots)
     if batch is None:
         return None, False

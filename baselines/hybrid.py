@@ -23,10 +23,10 @@ from dataclasses import dataclass
 from llm_serving_env.config.sim_config import SimConfig
 from llm_serving_env.schema.fields import ConfigError
 from llm_serving_env.sim.batch import Batch, Wait
+from llm_serving_env.sim.batching import fill_prefill_budget
 from llm_serving_env.sim.scheduler import (
     DecisionView,
     Scheduler,
-    chunked_prefill,
     positive_int,
     register_scheduler,
 )
@@ -59,8 +59,8 @@ class HybridScheduler(Scheduler):
     def schedule(self, view: DecisionView) -> Batch | Wait:
         budget = self.config.token_budget
         decodes = view.decoding[:budget]
-        ids, tokens = chunked_prefill(view, budget - decodes.size,
-                                      view.max_batch_requests - view.resident)
+        ids, tokens = fill_prefill_budget(view, budget - decodes.size,
+                                      view.free_slots)
         ids, tokens = view.kv_fit_prefill(ids, tokens, view.kv_room_after_decodes(decodes),
                                           allow_partial=True)
         if decodes.size == 0 and ids.size == 0:

@@ -41,7 +41,7 @@ class OrcaScheduler(Scheduler):
         batch = None
         if view.waiting.size and decodes.size < view.max_batch_tokens:
             batch = fcfs_whole_prompts(view, view.max_batch_tokens - decodes.size,
-                                       view.max_batch_requests - view.resident)
+                                       view.free_slots)
         if batch is None:
             return Batch(decode_ids=decodes) if decodes.size else Wait()
         if not decodes.size:

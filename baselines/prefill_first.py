@@ -38,7 +38,7 @@ class PrefillFirstScheduler(Scheduler):
     def schedule(self, view: DecisionView) -> Batch | Wait:
         if view.waiting.size:
             batch = fcfs_whole_prompts(view, view.max_batch_tokens,
-                                       view.max_batch_requests - view.resident)
+                                       view.free_slots)
             if batch is not None:
                 return batch
         if view.decoding.size:

@@ -73,5 +73,5 @@ class RequestLevelScheduler(Scheduler):
         if view.decoding.size:
             return Batch(decode_ids=view.decoding)
         batch = fcfs_whole_prompts(view, view.max_batch_tokens,
-                                   view.max_batch_requests - view.resident)
+                                   view.free_slots)
         return batch if batch is not None else Wait()

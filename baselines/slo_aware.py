@@ -40,7 +40,7 @@ standard deviation is 0 for deterministic service, so there T = S exactly); ``ta
         arrival order); new ones only while free slots remain (max_batch_requests -
         resident); whole remaining prompts while they fit in `left`, the next one chunked to
         the rest. (prefill_order = "fcfs": hybrid's order, partial prefills then FCFS, via
-        ``chunked_prefill``.) Chunks are shortened/dropped to the KV room left beside the
+        ``fill_prefill_budget``.) Chunks are shortened/dropped to the KV room left beside the
         critical decodes' growth (view.kv_fit_prefill).
     left -= prefill tokens
     add non-critical decodes, earliest deadline first, while `left` and the KV room last
@@ -138,10 +138,10 @@ from llm_serving_env.config.sim_config import SimConfig
 from llm_serving_env.hardware.service import ServiceModel
 from llm_serving_env.schema.fields import ConfigError
 from llm_serving_env.sim.batch import Batch, Wait
+from llm_serving_env.sim.batching import fill_prefill_budget
 from llm_serving_env.sim.scheduler import (
     DecisionView,
     Scheduler,
-    chunked_prefill,
     positive_int,
     positive_number,
     register_scheduler,
@@ -233,31 +233,13 @@ def srpt_prefill(view: DecisionView, budget: int, slots: int,
     waiting = view.waiting
     if budget <= 0 or waiting.size == 0:
         return _NONE, _NONE
-    remaining = view.remaining_prompt(waiting)
-    key = remaining.copy()
+    key = view.remaining_prompt(waiting)
     key[: view.num_partial] = -2
     if max_wait_s != math.inf:
         aged = view.now_s - view.requests.arrival_s[waiting] >= max_wait_s
         aged[: view.num_partial] = False
         key[aged] = -1
-    order = np.argsort(key, kind="stable")
-    is_new = order >= view.num_partial
-    if slots <= 0:
-        order = order[~is_new]
-    elif int(is_new.sum()) > slots:
-        order = order[~is_new | (np.cumsum(is_new) <= slots)]
-    order = order[:budget]  # every chunk holds >= 1 token
-    if order.size == 0:
-        return _NONE, _NONE
-    need = remaining[order]
-    total = np.cumsum(need)
-    count = min(int(np.searchsorted(total, budget)) + 1, order.size)  # the last one may be cut
-    tokens = need[:count].copy()
-    tokens[-1] -= max(0, int(total[count - 1]) - budget)
-    chosen = order[:count]
-    if int(chosen[-1]) == count - 1 and (count == 1 or bool((np.diff(chosen) == 1).all())):
-        return waiting[:count], tokens  # a slice of the view: the engine skips re-validation
-    return waiting[chosen], tokens
+    return fill_prefill_budget(view, budget, slots, np.argsort(key, kind="stable"))
 
 
 @register_scheduler("slo_aware", "slai")
@@ -306,12 +288,10 @@ class SloAwareScheduler(Scheduler):
             self._tables[role] = table
         return table
 
-    def budget(self, view: DecisionView, slack_s: np.ndarray) -> int:
-        """Token budget b for an iteration whose decodes have slack ``slack_s`` =
-        last_token + tau - now (seconds, one per decode), per the module docstring."""
-        return self._budget(self.time_table(getattr(view, "role", "mixed")), slack_s)
-
-    def _budget(self, T: np.ndarray, slack_s: np.ndarray) -> int:
+    def deadline_budget(self, T: np.ndarray, slack_s: np.ndarray) -> int:
+        """Token budget b of an iteration whose decodes have slack ``slack_s`` = last_token +
+        tau - now (seconds, one per decode), given the planned times ``T`` (:meth:`time_table`),
+        per the module docstring."""
         k, top = self.min_budget, self.max_budget
         floor = T[k] - _EPS_S  # below it a deadline is lost even for a k-token iteration
         tightest = float(slack_s.min())
@@ -323,30 +303,39 @@ class SloAwareScheduler(Scheduler):
         b = int(T.searchsorted(tightest - self.margin_s - _EPS_S, side="right")) - 1
         return min(max(b, k), top)  # b: the largest load with T(b) <= tightest - m
 
+    def plan_decodes(self, view: DecisionView, T: np.ndarray
+                     ) -> tuple[int, np.ndarray, np.ndarray]:
+        """The iteration's token budget and its decodes: ``(b, critical, deferrable)``.
+
+        Critical decodes cannot wait one more full iteration (slack - m < T(b) + T(K)) and
+        run first, at most ``max_batch_tokens`` of them, most overdue first; deferrable ones
+        (by deadline) fill what the prefill leaves. ``b`` is at least the critical count.
+        """
+        dec = view.decoding
+        if dec.size == 0:
+            return self.max_budget, _NONE, _NONE
+        slack = view.requests.last_token_s[dec] + (self.tbt_s - view.now_s)
+        b = self.deadline_budget(T, slack)
+        threshold = float(T[b] + T[self.max_budget]) + self.margin_s
+        if float(slack.max()) < threshold:  # every decode is critical (the common case)
+            crit, rest = dec, _NONE
+            if dec.size > view.max_batch_tokens:
+                crit = dec[np.argsort(slack, kind="stable")[: view.max_batch_tokens]]
+        else:
+            by_due = np.argsort(slack, kind="stable")
+            crit_mask = slack[by_due] < threshold
+            crit = dec[by_due[crit_mask]][: view.max_batch_tokens]
+            rest = dec[by_due[~crit_mask]]
+        return max(b, int(crit.size)), crit, rest
+
     def schedule(self, view: DecisionView) -> Batch | Wait:
         dec = view.decoding
         T = self.time_table(getattr(view, "role", "mixed"))
-        if dec.size:
-            slack = view.requests.last_token_s[dec] + (self.tbt_s - view.now_s)
-            b = self._budget(T, slack)
-            # critical: slack - m < T(b) + T(K), i.e. cannot wait one more full iteration
-            threshold = float(T[b] + T[self.max_budget]) + self.margin_s
-            if float(slack.max()) < threshold:  # every decode is critical (the common case)
-                crit, rest = dec, _NONE
-                if dec.size > view.max_batch_tokens:
-                    crit = dec[np.argsort(slack, kind="stable")[: view.max_batch_tokens]]
-            else:
-                by_due = np.argsort(slack, kind="stable")
-                crit_mask = slack[by_due] < threshold
-                crit = dec[by_due[crit_mask]][: view.max_batch_tokens]
-                rest = dec[by_due[~crit_mask]]
-            b = max(b, int(crit.size))
-        else:
-            b, crit, rest = self.max_budget, _NONE, _NONE
-        slots = view.max_batch_requests - view.resident
+        b, crit, rest = self.plan_decodes(view, T)
+        slots = view.free_slots
         left = b - int(crit.size)
         if self._srpt:
             ids, tokens = srpt_prefill(view, left, slots, self.max_wait_s)
         else:
-            ids, tokens = chunked_prefill(view, left, slots)
+            ids, tokens = fill_prefill_budget(view, left, slots)
         return assemble_batch(view, dec, crit, rest, ids, tokens, left, b)

@@ -13,7 +13,7 @@ import gymnasium as _gymnasium
 from llm_serving_env.analysis.capacity import CapacityResult, capacity
 from llm_serving_env.config.files import load_config, save_config
 from llm_serving_env.config.sim_config import SimConfig
-from llm_serving_env.env.core import (
+from llm_serving_env.env import (
     ENV_ID,
     BaselineAgent,
     CompactActionWrapper,
@@ -36,7 +36,7 @@ from llm_serving_env.sim.simulate import simulate
 __version__ = "0.1.0"
 
 if ENV_ID not in _gymnasium.registry:
-    _gymnasium.register(id=ENV_ID, entry_point="llm_serving_env.env.core:LLMServingEnv")
+    _gymnasium.register(id=ENV_ID, entry_point="llm_serving_env.env.serving_env:LLMServingEnv")
 
 __all__ = [
     "ENV_ID", "BaselineAgent", "CompactActionWrapper", "CompactMultiDiscreteWrapper",

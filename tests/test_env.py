@@ -13,7 +13,12 @@ import pytest
 from helpers import make_config
 
 import llm_serving_env as lse
-from llm_serving_env.env.core import ENV_ID, LLMServingEnv
+from llm_serving_env.env import (
+    ENV_ID,
+    CompactActionWrapper,
+    CompactMultiDiscreteWrapper,
+    LLMServingEnv,
+)
 from llm_serving_env.schema.fields import ConfigError
 from llm_serving_env.sim.batch import Batch, Wait
 
@@ -290,7 +295,7 @@ def _naive_fits(env: LLMServingEnv, action: np.ndarray):
         return None
     if (tokens > rem).any() or tokens.sum() + dids.size > view.max_batch_tokens:
         return None
-    if np.count_nonzero(pos >= view.num_partial) > view.max_batch_requests - view.resident:
+    if np.count_nonzero(pos >= view.num_partial) > view.free_slots:
         return None
     if view.kv_free_blocks != math.inf:
         # the decodes' growth, the KV to finish every partial prefill (the admission
@@ -354,7 +359,7 @@ def test_masks_follow_the_view(config_name):
         dec = mask[4 * (lv + 1): -2].reshape(4, 2)
         w = view.waiting[:4]
         rem = view.remaining_prompt(w)
-        free = view.max_batch_requests - view.resident
+        free = view.free_slots
         partial = view.waiting[: view.num_partial]
         reserve = view.kv_blocks_needed(partial, view.remaining_prompt(partial)).sum()
         for i in range(4):
@@ -559,7 +564,7 @@ def test_terminated_episode_gives_the_run_result_and_refuses_more_steps():
 
 
 # ---------------------------------------------------------------------- compact wrappers
-def test_compact_action_maps_to_rule_then_chunked_prefill():
+def test_compact_action_maps_to_rule_then_fill_prefill_budget():
     env = lse.CompactActionWrapper(LLMServingEnv(SMALL.replace(
         {"workload.arrival.rate_per_s": 40.0})), budgets=(0, 50, 1000))
     env.reset(seed=0)
@@ -630,3 +635,22 @@ def test_maskable_ppo_learns_a_few_steps():
     assert env.action_space.contains(action)
     _, _, _, _, info = env.step(action)
     assert isinstance(info["repaired"], bool)
+
+
+@pytest.mark.parametrize("wrapper", [None, "compact", "compact_md"])
+def test_non_integer_actions_are_rejected_not_truncated(wrapper):
+    """A float 0.5 used to be truncated to 0 silently; whole-number floats still pass."""
+    env = LLMServingEnv("default", overrides={"num_requests": 50, "warmup_requests": 0})
+    if wrapper == "compact":
+        env = CompactActionWrapper(env)
+    elif wrapper == "compact_md":
+        env = CompactMultiDiscreteWrapper(env)
+    env.reset(seed=0)
+    zero = np.zeros(env.action_space.shape or (), dtype=np.int64)
+    half = zero.astype(np.float64) + 0.5
+    with pytest.raises(ValueError, match="not an integer action"):
+        env.step(half)
+    with pytest.raises(ValueError, match="not an integer action"):
+        env.step(zero.astype(np.float64) + np.nan)
+    _, _, terminated, _, _ = env.step(zero.astype(np.float64))  # 0.0: a whole number
+    assert not terminated

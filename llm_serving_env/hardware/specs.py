@@ -33,12 +33,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from llm_serving_env.schema.fields import ConfigError
-from llm_serving_env.schema.fields import as_float as _float
-from llm_serving_env.schema.fields import as_int as _int
-from llm_serving_env.schema.fields import as_mapping as _mapping
-from llm_serving_env.schema.fields import check_keys as _check_keys
-from llm_serving_env.schema.fields import join_path as _join
+from llm_serving_env.schema.fields import (
+    ConfigError,
+    as_float,
+    as_int,
+    as_mapping,
+    check_keys,
+    join_path,
+)
 
 if TYPE_CHECKING:
     pass
@@ -53,7 +55,6 @@ __all__ = [
     "InterconnectSpec",
     "ModelSpec",
     "gpu_spec",
-    "interconnect_spec",
     "kv_capacity_tokens",
     "model_from_yaml",
 ]
@@ -95,13 +96,13 @@ class ModelSpec:
 
     def __post_init__(self) -> None:
         for name in ("num_layers", "num_kv_heads", "head_dim"):
-            object.__setattr__(self, name, _int(name, getattr(self, name), ge=1))
+            object.__setattr__(self, name, as_int(name, getattr(self, name), ge=1))
         object.__setattr__(self, "bytes_per_value",
-                           _float("bytes_per_value", self.bytes_per_value, gt=0.0))
+                           as_float("bytes_per_value", self.bytes_per_value, gt=0.0))
         if self.num_params is not None:
-            object.__setattr__(self, "num_params", _float("num_params", self.num_params, gt=0.0))
+            object.__setattr__(self, "num_params", as_float("num_params", self.num_params, gt=0.0))
         if self.hidden_size is not None:
-            object.__setattr__(self, "hidden_size", _int("hidden_size", self.hidden_size, ge=1))
+            object.__setattr__(self, "hidden_size", as_int("hidden_size", self.hidden_size, ge=1))
         if self.preset is not None and self.preset not in MODEL_PRESETS:
             raise _unknown("model preset", "preset", self.preset, MODEL_PRESETS)
 
@@ -161,17 +162,17 @@ def model_from_yaml(value: Any, path: str = "model") -> ModelSpec:
     fields (``num_layers``, ``num_kv_heads``, ``head_dim`` required)."""
     if isinstance(value, str):
         value = {"preset": value}
-    d = _mapping(path, value, "a model preset name or a mapping of model fields")
+    d = as_mapping(path, value, "a model preset name or a mapping of model fields")
     keys = [f.name for f in dataclasses.fields(ModelSpec)]
     name = d.get("preset")
     if name is not None:
         if not isinstance(name, str) or name not in MODEL_PRESETS:
-            raise _unknown("model preset", _join(path, "preset"), name, MODEL_PRESETS)
+            raise _unknown("model preset", join_path(path, "preset"), name, MODEL_PRESETS)
         base = {k: getattr(MODEL_PRESETS[name], k) for k in keys}
-        _check_keys(path, d, keys, ())
+        check_keys(path, d, keys, ())
         d = {**base, **d}
     else:
-        _check_keys(path, d, keys, ("num_layers", "num_kv_heads", "head_dim"))
+        check_keys(path, d, keys, ("num_layers", "num_kv_heads", "head_dim"))
     try:
         return ModelSpec(**d)
     except ConfigError as err:
@@ -277,13 +278,6 @@ INTERCONNECT_PRESETS: dict[str, InterconnectSpec] = {
     "infiniband": InterconnectSpec(25.0, 0.01, "InfiniBand HDR 200 Gb/s: 25 GB/s per "
                                                "direction"),
 }
-
-
-def interconnect_spec(name: Any, path: str = "interconnect") -> InterconnectSpec:
-    """The interconnect preset ``name`` (ConfigError naming ``path`` if unknown)."""
-    if not isinstance(name, str) or name not in INTERCONNECT_PRESETS:
-        raise _unknown("interconnect", path, name, INTERCONNECT_PRESETS)
-    return INTERCONNECT_PRESETS[name]
 
 
 # --------------------------------------------------------------------------------------------

@@ -70,10 +70,6 @@ class Batch:
         """b: prefill tokens plus one per decode."""
         return int(self.prefill_tokens.sum()) + int(self.decode_ids.size)
 
-    @property
-    def is_empty(self) -> bool:
-        return self.prefill_ids.size == 0 and self.decode_ids.size == 0
-
 
 @dataclass(frozen=True)
 class Wait:

@@ -150,30 +150,11 @@ class DecisionView:
         cut[-1] = min(int(cut[-1]), room)
         return ids[: count + 1], cut
 
-    def is_resident(self, ids: np.ndarray) -> np.ndarray:
-        """Boolean mask: which of ``ids`` already hold a slot on this GPU."""
-        return self.requests.gpu[ids] == self.gpu
-
-
-def chunked_prefill(view: DecisionView, budget: int, slots: int) -> tuple[np.ndarray, np.ndarray]:
-    """Chunks for ``view.waiting`` in order, filling ``budget`` tokens.
-
-    Resident (partially prefilled) requests lead ``view.waiting`` and take no new slot; at
-    most ``slots`` new requests join. Returns (ids, tokens) int64 arrays, ids a prefix of
-    ``view.waiting``; both empty if the budget is 0.
-    """
-    if budget <= 0 or view.waiting.size == 0:
-        return _NO_IDS, _NO_IDS
-    # every chunk has >= 1 token, so at most `budget` requests can take part
-    head = view.waiting[: min(budget, view.num_partial + max(slots, 0))]
-    if head.size == 0:
-        return _NO_IDS, _NO_IDS
-    need = view.remaining_prompt(head)
-    total = np.cumsum(need)
-    count = min(int(np.searchsorted(total, budget)) + 1, head.size)  # the last one may be cut
-    tokens = need[:count].copy()
-    tokens[-1] -= max(0, int(total[count - 1]) - budget)
-    return head[:count], tokens
+    @property
+    def free_slots(self) -> int:
+        """Requests that may still join this GPU: ``max_batch_requests`` minus the resident
+        ones (<= 0 when it is full)."""
+        return self.max_batch_requests - self.resident
 
 
 @dataclasses.dataclass(frozen=True)

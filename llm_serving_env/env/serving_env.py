@@ -28,27 +28,20 @@ import numpy as np
 from gymnasium import spaces
 
 from llm_serving_env.config.sim_config import SimConfig
+from llm_serving_env.env.rewards import REWARDS, RewardTracker
 from llm_serving_env.hardware.service import ServiceModel
 from llm_serving_env.schema.fields import ConfigError
 from llm_serving_env.sim.batch import Batch, Wait
+from llm_serving_env.sim.batching import fill_prefill_budget
 from llm_serving_env.sim.engine import Simulator
 from llm_serving_env.sim.result import RunResult
-from llm_serving_env.sim.scheduler import DecisionView, Scheduler, chunked_prefill, make_scheduler
+from llm_serving_env.sim.scheduler import DecisionView
 from llm_serving_env.sim.simulate import as_config
 
-__all__ = [
-    "ENV_ID",
-    "REWARDS",
-    "BaselineAgent",
-    "CompactActionWrapper",
-    "CompactMultiDiscreteWrapper",
-    "LLMServingEnv",
-]
+__all__ = ["ENV_ID", "GLOBAL_FEATURES", "LLMServingEnv", "integer_action"]
 
 #: The id under which the environment is registered with Gymnasium.
 ENV_ID = "LLMServing-v0"
-#: Reward presets (option ``reward``).
-REWARDS = ("latency", "slo", "goodput")
 
 _INF = math.inf
 _NONE = np.zeros(0, dtype=np.int64)
@@ -66,6 +59,22 @@ WAITING_FEATURES = ("occupied", "remaining_prompt", "remaining_fraction", "age",
 DECODING_FEATURES = ("occupied", "since_last_token", "generated_fraction",
                      "remaining_output", "age")
 _ROLES = ("mixed", "prefill", "decode")
+
+
+def integer_action(action: Any, space: spaces.Space) -> np.ndarray:
+    """``action`` as an int64 array, or a ValueError naming it and ``space``.
+
+    Integer arrays and scalars pass; floats pass only when every value is a whole number
+    (some vector wrappers hand back 1.0); anything else (0.5, NaN, bools, strings) is
+    rejected rather than truncated, so a policy emitting continuous values fails loudly.
+    """
+    a = np.asarray(action)
+    if a.dtype.kind in "iu":
+        return a.astype(np.int64, copy=False)
+    if a.dtype.kind == "f" and bool(np.isfinite(a).all()) and bool((a == np.floor(a)).all()):
+        return a.astype(np.int64)
+    raise ValueError(f"action {a.tolist()!r} (dtype {a.dtype}) is not an integer action of "
+                     f"{space}: every entry must be a whole number")
 
 
 class LLMServingEnv(gym.Env):
@@ -309,6 +318,8 @@ class LLMServingEnv(gym.Env):
         self._roles = [_ROLES.index(r) for r in self.sim.roles]
         self.num_gpus = self.sim.num_gpus
         self._build_transform()
+        self._reward = RewardTracker(self.sim, reward, self.reward_scale,
+                                     self._slo_ttft_s, self._slo_tbt_s)
         self.episode_id = 0
         self._view: DecisionView | None = None
         self._mask_cache: np.ndarray | None = None
@@ -326,17 +337,7 @@ class LLMServingEnv(gym.Env):
         sim.reset(sim_seed)
         self.episode_id += 1
         self._steps = 0
-        g = self.num_gpus
-        # batches in flight, per GPU: end time and what the reward needs of them
-        self._rec_end = [_INF] * g
-        self._rec_batch: list[Batch | None] = [None] * g
-        self._rec_prev: list[tuple[np.ndarray, np.ndarray, np.ndarray] | None] = [None] * g
-        # prefix sums of arrival times (a list: Python floats index faster)
-        self._arr_cum = np.concatenate(([0.0], np.cumsum(sim.arrival_s))).tolist()
-        self._fin_time_sum = 0.0  # sum of finish times of finished requests
-        self._area = 0.0  # integral of n(t) dt up to the last decision point
-        self._num_finished = 0
-        self._bad = np.zeros(sim.n, dtype=bool)  # requests that missed a deadline (goodput)
+        self._reward.reset()
         self._rate = 0.0
         self._rate_t = 0.0
         self._rate_n = 0
@@ -369,10 +370,10 @@ class LLMServingEnv(gym.Env):
         sim.execute(command)
         end = sim.busy_until[g]
         if end != _INF:
-            self._record(g, end)
+            self._reward.record(g, end)
         self._view = view = sim.next_decision()
         self._mask_cache = None
-        reward = self._collect_reward()
+        reward = self._reward.collect()
         # EWMA of the arrival rate (window rate_window_s), arrivals counted at decision points
         now = sim.now_s
         arrived = sim.next_arrival
@@ -416,11 +417,9 @@ class LLMServingEnv(gym.Env):
         view = self._view
         assert view is not None
         n, lv = self.num_slots, self.num_levels
-        a = np.asarray(action)
+        a = integer_action(action, self.action_space)
         if a.shape != (2 * n + 1,):
             raise ValueError(f"a native action has shape ({2 * n + 1},), got {a.shape}")
-        if a.dtype.kind not in "iu":
-            a = a.astype(np.int64)
         if np.count_nonzero((a < 0) | (a > self._action_high)):
             raise ValueError(f"action {a.tolist()} is outside {self.action_space}")
         repaired = False
@@ -462,30 +461,6 @@ class LLMServingEnv(gym.Env):
         command, changed = self._repair(view, dids, ids, tokens, is_new)
         return command, repaired or changed
 
-    def compose(self, decode_ids: np.ndarray, prefill_ids: np.ndarray,
-                prefill_tokens: np.ndarray) -> tuple[Batch | Wait, bool]:
-        """Apply the repair rule (see the class docstring) to a proposed composition at the
-        current decision point: ``decode_ids`` (a subset of ``view.decoding``) and chunks
-        ``(prefill_ids, prefill_tokens)`` (distinct requests of ``view.waiting``, each chunk
-        >= 1 token). Returns the valid ``Batch`` (or ``Wait``) and whether anything changed."""
-        view = self._view
-        if view is None:
-            raise RuntimeError("no decision point: call reset() first")
-        dids = np.asarray(decode_ids, dtype=np.int64).reshape(-1)
-        pids = np.asarray(prefill_ids, dtype=np.int64).reshape(-1)
-        ptoks = np.asarray(prefill_tokens, dtype=np.int64).reshape(-1)
-        repaired = False
-        if pids.size:
-            rem = view.remaining_prompt(pids)
-            if (ptoks > rem).any():
-                ptoks = np.minimum(ptoks, rem)
-                repaired = True
-            is_new = view.requests.gpu[pids] != view.gpu
-        else:
-            is_new = None
-        command, changed = self._repair(view, dids, pids, ptoks, is_new)
-        return command, repaired or changed
-
     def _repair(self, view: DecisionView, dids: np.ndarray, pids: np.ndarray,
                 ptoks: np.ndarray, is_new: np.ndarray | None, force: bool = True
                 ) -> tuple[Batch | Wait, bool]:
@@ -500,7 +475,7 @@ class LLMServingEnv(gym.Env):
         if pids.size:
             # 2. new requests beyond the free slots
             if is_new is not None:
-                free = view.max_batch_requests - view.resident
+                free = view.free_slots
                 if int(np.count_nonzero(is_new)) > free:
                     keep = ~is_new | (np.cumsum(is_new) <= free)
                     pids, ptoks, is_new = pids[keep], ptoks[keep], is_new[keep]
@@ -535,8 +510,8 @@ class LLMServingEnv(gym.Env):
             if not force or self._event_pending():
                 return Wait(), repaired
             decodes = view.decoding[:limit]
-            ids, tokens = chunked_prefill(view, limit - decodes.size,
-                                          view.max_batch_requests - view.resident)
+            ids, tokens = fill_prefill_budget(view, limit - decodes.size,
+                                          view.free_slots)
             command, _ = self._repair(view, decodes, ids, tokens,
                                       np.arange(ids.size) >= view.num_partial, force=False)
             return command, True
@@ -569,7 +544,7 @@ class LLMServingEnv(gym.Env):
                 chunk = mask[: n * (lv + 1)].reshape(n, lv + 1)
                 rem = view.remaining_prompt(w)
                 npart = view.num_partial
-                if view.max_batch_requests - view.resident <= 0:
+                if view.free_slots <= 0:
                     can = np.arange(w.size) < npart
                 elif view.kv_free_blocks != _INF and w.size > npart:
                     can = np.ones(w.size, dtype=bool)
@@ -591,91 +566,6 @@ class LLMServingEnv(gym.Env):
                 mask[-1] = nd > n
         self._mask_cache = mask
         return mask.copy()
-
-    # ------------------------------------------------------------------ rewards
-    def _record(self, g: int, end: float) -> None:
-        """Remember the batch just started on GPU ``g`` (ends at ``end``)."""
-        batch = self.sim.in_flight[g]
-        self._rec_end[g] = end
-        self._rec_batch[g] = batch
-        if self.reward_kind != "latency":
-            last = self.sim.last_token_s
-            pids = batch.prefill_ids
-            self._rec_prev[g] = (last[batch.decode_ids], last[pids],
-                                 self.sim.generated[pids])
-
-    def _collect_reward(self) -> float:
-        """Reward for the time from the previous decision point to the current one."""
-        sim = self.sim
-        now = sim.now_s
-        rec_end = self._rec_end
-        if self.num_gpus == 1:
-            done = [0] if rec_end[0] <= now else []
-        else:
-            done = [g for g in range(self.num_gpus) if rec_end[g] <= now]
-        if self.reward_kind == "latency":
-            # area(T) = integral of n(t) dt over [0, T]
-            #         = sum of finish times of the finished + (arrived - finished) * T
-            #           - sum of arrival times of the arrived
-            if len(done) == 1:
-                self._fin_time_sum += rec_end[done[0]] * (sim.num_finished - self._num_finished)
-            elif done:
-                fin = sim.finish_s
-                for g in done:
-                    b = self._rec_batch[g]
-                    e = rec_end[g]
-                    k = (int(np.count_nonzero(fin[b.decode_ids] == e))
-                         + int(np.count_nonzero(fin[b.prefill_ids] == e)))
-                    self._fin_time_sum += e * k
-            n_arr = sim.next_arrival
-            area = self._fin_time_sum + (n_arr - sim.num_finished) * now - self._arr_cum[n_arr]
-            value = (self._area - area) / self.reward_scale
-            self._area = area
-        else:
-            value = 0.0
-            for g in done:
-                value += self._token_events(g, rec_end[g])
-            value /= self.reward_scale
-        self._num_finished = sim.num_finished
-        for g in done:
-            rec_end[g] = _INF
-            self._rec_batch[g] = None
-            self._rec_prev[g] = None
-        return value
-
-    def _token_events(self, g: int, end: float) -> float:
-        """slo / goodput reward of the completed batch of GPU ``g``."""
-        sim = self.sim
-        batch = self._rec_batch[g]
-        prev_last_d, prev_last_p, prev_gen_p = self._rec_prev[g]
-        dids, pids = batch.decode_ids, batch.prefill_ids
-        tbt, ttft = self._slo_tbt_s, self._slo_ttft_s
-        late_d = (end - prev_last_d) > tbt
-        if pids.size:
-            done = sim.prefilled[pids] == sim.target[pids]
-            first = done & (prev_gen_p == 0)
-            again = done & (prev_gen_p > 0)
-            late_p = ((first & ((end - sim.arrival_s[pids]) > ttft))
-                      | (again & ((end - prev_last_p) > tbt)))
-            emitted_p = int(np.count_nonzero(done))
-        else:
-            done = late_p = None
-            emitted_p = 0
-        if self.reward_kind == "slo":
-            late = int(np.count_nonzero(late_d))
-            if late_p is not None:
-                late += int(np.count_nonzero(late_p))
-            return float(dids.size + emitted_p - 2 * late)
-        bad = self._bad
-        bad[dids[late_d]] = True
-        gen, out = sim.generated, sim.output
-        fin_d = dids[gen[dids] == out[dids]]
-        good = int(np.count_nonzero(~bad[fin_d]))
-        if pids.size:
-            bad[pids[late_p]] = True
-            fin_p = pids[done & (gen[pids] == out[pids])]
-            good += int(np.count_nonzero(~bad[fin_p]))
-        return float(good)
 
     # ------------------------------------------------------------------ observation
     def _build_transform(self) -> None:
@@ -776,147 +666,3 @@ class LLMServingEnv(gym.Env):
 
 
 # ---------------------------------------------------------------------- baselines through the env
-class BaselineAgent:
-    """A hand-written scheduler acting through the env: ``agent.act(env)`` returns the
-    scheduler's ``Batch`` or ``Wait`` for ``env.unwrapped.decision_view``, to pass to
-    ``env.step``.
-
-    ``policy`` is a registered scheduler name (built with ``make_scheduler(config, name)``,
-    as ``simulate`` does; None = the config's scheduler) or a Scheduler instance. At the first
-    decision of every episode the scheduler is (re)built, checked with ``check_feasible`` and
-    reset with the simulator's policy stream, exactly as ``simulate`` does, so a run through
-    the env gives the same RunResult, bit for bit, as ``simulate(config, policy, seed)``.
-    """
-
-    def __init__(self, policy: str | Scheduler | None = None, env: gym.Env | None = None
-                 ) -> None:
-        self.policy = policy
-        self.env = env
-        self.scheduler: Scheduler | None = None
-        self._episode: tuple[int, int] | None = None
-
-    def act(self, env: gym.Env | None = None) -> Batch | Wait:
-        """The scheduler's answer at the env's current decision point."""
-        env = env if env is not None else self.env
-        if env is None:
-            raise ValueError("BaselineAgent.act needs an env")
-        base: LLMServingEnv = env.unwrapped  # type: ignore[assignment]
-        view = base.decision_view
-        if view is None:
-            raise RuntimeError("no decision point: reset the env first")
-        key = (id(base), base.episode_id)
-        if key != self._episode:
-            self._episode = key
-            policy = self.policy
-            scheduler = (policy if isinstance(policy, Scheduler)
-                         else make_scheduler(base.config, policy))
-            scheduler.check_feasible(base.sim.workload)
-            scheduler.reset(base.sim.policy_rng)
-            self.scheduler = scheduler
-        return self.scheduler.schedule(view)
-
-    __call__ = act
-
-
-# ---------------------------------------------------------------------- compact action wrappers
-DECODE_RULES = ("all", "at_risk", "none")
-
-
-class CompactActionWrapper(gym.Wrapper):
-    """A small ``Discrete(len(budgets) * len(decode_rules))`` action space for learning.
-
-    Action ``k`` = (budget index ``k // len(decode_rules)``, rule index
-    ``k % len(decode_rules)``) maps to a native composition:
-
-    * decodes per the rule: ``"all"`` every decode-ready request; ``"none"`` no decode;
-      ``"at_risk"`` those whose next token would break the TBT target if they skipped this
-      batch and the next: ``now - last_token + 2 * S(max(budgets)) > tbt``, with ``tbt`` =
-      ``slo.tbt_ms`` (else ``4 * S(max(budgets))``) and S the mean service time;
-    * then hybrid-style chunked prefill of ``view.waiting`` (partially prefilled first, then
-      FCFS; whole remaining prompts, the last one cut) up to the prefill token budget, new
-      requests only while slots are free;
-    * then the env's repair rule (token room, KV room, and the no-deadlock rule for an empty
-      composition; see :class:`LLMServingEnv`), reported in ``info["repaired"]``.
-
-    Observation, reward and episodes are the wrapped env's. ``info["budget_tokens"]`` and
-    ``info["decode_rule"]`` echo the decoded action.
-    """
-
-    def __init__(self, env: gym.Env, budgets: Sequence[int] = (0, 64, 128, 256, 512, 1024),
-                 decode_rules: Sequence[str] = DECODE_RULES) -> None:
-        super().__init__(env)
-        base = env.unwrapped
-        if not isinstance(base, LLMServingEnv):
-            raise TypeError("CompactActionWrapper wraps an LLMServingEnv")
-        self.budgets = tuple(int(b) for b in budgets)
-        if not self.budgets or min(self.budgets) < 0:
-            raise ValueError(f"budgets = {budgets!r}: need token counts >= 0")
-        self.decode_rules = tuple(decode_rules)
-        bad = [r for r in self.decode_rules if r not in DECODE_RULES]
-        if bad or not self.decode_rules:
-            raise ValueError(f"decode_rules = {decode_rules!r}: choose from {DECODE_RULES}")
-        service = ServiceModel.from_config(base.config.service, np.random.default_rng(0))
-        s_max = float(service.mean_s(max(max(self.budgets), 1)))
-        slo = base.config.slo
-        self.tbt_target_s = slo.tbt_ms / 1000.0 if slo is not None else 4.0 * s_max
-        self.risk_horizon_s = 2.0 * s_max
-        self.action_space = spaces.Discrete(len(self.budgets) * len(self.decode_rules))
-
-    def _split(self, action: Any) -> tuple[int, int]:
-        k = int(action)
-        if not 0 <= k < self.action_space.n:
-            raise ValueError(f"action {k} is outside {self.action_space}")
-        return divmod(k, len(self.decode_rules))
-
-    def command(self, budget_index: int, rule_index: int) -> tuple[Batch | Wait, bool]:
-        """The repaired batch (or Wait) of a compact action, and whether it was repaired."""
-        base: LLMServingEnv = self.env.unwrapped  # type: ignore[assignment]
-        view = base.decision_view
-        if view is None:
-            raise RuntimeError("the episode is over: call reset() first")
-        rule = self.decode_rules[rule_index]
-        decoding = view.decoding
-        if rule == "all" or decoding.size == 0:
-            decodes = decoding
-        elif rule == "none":
-            decodes = _NONE
-        else:
-            since = view.now_s - view.requests.last_token_s[decoding]
-            decodes = decoding[since + self.risk_horizon_s > self.tbt_target_s]
-        ids, tokens = chunked_prefill(view, self.budgets[budget_index],
-                                      view.max_batch_requests - view.resident)
-        # (the chunks are a prefix of view.waiting within the free slots: only the KV step
-        # of the repair needs to know which requests are new)
-        is_new = (np.arange(ids.size) >= view.num_partial
-                  if ids.size and view.kv_free_blocks != _INF else None)
-        return base._repair(view, decodes, ids, tokens, is_new)
-
-    def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
-        """Step with a compact action (or, as the env, a Batch / Wait object as is)."""
-        if isinstance(action, (Batch, Wait)):
-            return self.env.step(action)
-        b, r = self._split(action)
-        command, repaired = self.command(b, r)
-        obs, reward, terminated, truncated, info = self.env.step(command)
-        info["repaired"] = repaired
-        info["budget_tokens"] = self.budgets[b]
-        info["decode_rule"] = self.decode_rules[r]
-        return obs, reward, terminated, truncated, info
-
-
-class CompactMultiDiscreteWrapper(CompactActionWrapper):
-    """:class:`CompactActionWrapper` with ``MultiDiscrete([len(budgets), len(decode_rules)])``
-    actions ``(budget index, decode rule index)``."""
-
-    def __init__(self, env: gym.Env, budgets: Sequence[int] = (0, 64, 128, 256, 512, 1024),
-                 decode_rules: Sequence[str] = DECODE_RULES) -> None:
-        super().__init__(env, budgets, decode_rules)
-        self.action_space = spaces.MultiDiscrete(
-            np.array([len(self.budgets), len(self.decode_rules)], dtype=np.int64))
-
-    def _split(self, action: Any) -> tuple[int, int]:
-        a = np.asarray(action).reshape(-1)
-        if a.shape != (2,) or not (0 <= a[0] < len(self.budgets)
-                                   and 0 <= a[1] < len(self.decode_rules)):
-            raise ValueError(f"action {a.tolist()} is outside {self.action_space}")
-        return int(a[0]), int(a[1])
