@@ -224,19 +224,19 @@ def is_stable(
     return judge_stable(slope, float(arrival_rate_per_s), rel_tol)
 
 
-def work_conserving_capacity(cfg: SimConfig) -> float:
+def work_conserving_capacity(cfg: SimConfig, token_budget: int | None = None) -> float:
     """Li, Dai, Peng (arXiv 2504.07347, Theorem 2): the most requests per second one GPU can
-    serve with token budget ``K = gpus.max_batch_tokens`` per iteration,
-    ``K / ((E[L] + E[B] - 1) * S(K))``, reached by any work-conserving policy that fills every
-    iteration to K (e.g. ``hybrid`` with ``token_budget = K``); times ``gpus.count``.
+    serve with ``K`` tokens per iteration, ``K / ((E[L] + E[B] - 1) * S(K))``, times
+    ``gpus.count``. Any work-conserving policy that fills every iteration to K reaches it (e.g.
+    ``hybrid`` with ``token_budget = K``); none exceeds its value at ``K =
+    gpus.max_batch_tokens``, the default.
 
-    Uses the expected deterministic S(K) and the mean prompt and output lengths; assumes no
+    Uses the mean deterministic S(K) and the mean prompt and output lengths; assumes no
     binding limit on running requests or KV memory.
     """
-
-    k = cfg.gpus.max_batch_tokens
+    k = cfg.gpus.max_batch_tokens if token_budget is None else int(token_budget)
     s_k = float(ServiceModel.from_config(cfg.service).mean_s(k))
-    work = cfg.workload.prompt_tokens.mean() + cfg.workload.output_tokens.mean() - 1
+    work = cfg.workload.prompt_tokens.mean() + cfg.workload.output_tokens.mean() - 1.0
     return cfg.gpus.count * k / (work * s_k)
 
 
