@@ -288,3 +288,15 @@ def test_time_series_matches_a_brute_force_loop(two_gpus):
             assert ts["completions"].sum() == r.arrival_s.size
     with pytest.raises(ValueError, match="bin_s"):
         plots.time_series(r, 0.0)
+
+
+def test_a_run_is_titled_with_the_policy_that_ran_not_the_configs():
+    """RunResult carries its policy's name: a config naming hybrid run with orca is orca's."""
+    cfg = load_config("default").replace({"num_requests": 60, "warmup_requests": 0})
+    assert cfg.scheduler.name == "hybrid"
+    res = simulate(cfg, policy="orca", seed=0)
+    assert res.policy_name == "orca" and "orca" in repr(res)
+    fig = plots.plot_batch_timeline(res, 0.0, 5.0)
+    assert "orca" in fig.axes[0].get_title() and "hybrid" not in fig.axes[0].get_title()
+    assert simulate(cfg, seed=0).policy_name == "hybrid"
+    plt.close(fig)

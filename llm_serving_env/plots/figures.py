@@ -412,7 +412,7 @@ def plot_over_time(result: RunResult, bin_s: float | None = None) -> Figure:
         ax.set_xlabel("simulated time (s)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small", loc="upper right")
-    axes[0].set_title(f"{result.config.scheduler.name}, seed {result.seed}: "
+    axes[0].set_title(f"{result.policy_name}, seed {result.seed}: "
                       f"{bin_s:.3g} s bins")
     fig.tight_layout()
     return fig
@@ -444,7 +444,7 @@ def plot_gpu_timeseries(
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small", loc="upper right")
     axes[0].set_ylim(0.0, 1.05)
-    axes[0].set_title(f"{result.config.scheduler.name}, seed {result.seed}: "
+    axes[0].set_title(f"{result.policy_name}, seed {result.seed}: "
                       f"{bin_s:.3g} s bins")
     fig.tight_layout()
     return fig
@@ -483,7 +483,7 @@ def plot_batch_timeline(
         ax.set_xlim(t0, t1)
         ax.grid(axis="y", alpha=0.3)
         ax.legend(fontsize="small", loc="upper right")
-    axes[0, 0].set_title(f"{result.config.scheduler.name}: batches in [{t0:g}, {t1:g}] s")
+    axes[0, 0].set_title(f"{result.policy_name}: batches in [{t0:g}, {t1:g}] s")
     fig.tight_layout()
     return fig
 

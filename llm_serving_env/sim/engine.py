@@ -752,8 +752,9 @@ class Simulator:
                     self.outstanding[q] += mine.size
 
     # ------------------------------------------------------------------ results
-    def result(self) -> RunResult:
-        """The run's :class:`RunResult` (call when ``next_decision()`` returned None)."""
+    def result(self, policy: str = "") -> RunResult:
+        """The run's :class:`RunResult` (call when ``next_decision()`` returned None);
+        ``policy`` names the scheduler that drove it (default: the config's)."""
 
         if self._gaps:
             gaps = np.concatenate(self._gaps)
@@ -773,7 +774,7 @@ class Simulator:
             max_tbt_s=max_tbt, gpu=self.gpu_of.copy(), first_gpu=self.first_gpu.copy(),
             preemptions=self.preemptions.copy(), batch_columns=self._batches.trimmed(),
             tbt_gaps_s=gaps[measured], tbt_gap_batch=rows[measured], num_gpus=self.num_gpus,
-            transfer_columns=self._transfer_columns())
+            transfer_columns=self._transfer_columns(), policy=policy)
 
     def _transfer_columns(self) -> dict[str, np.ndarray]:
         """The landed KV transfers in landing order: request, src, dst (GPU ids), start_s,

@@ -72,6 +72,12 @@ class RunResult:
     tbt_gap_batch: np.ndarray
     num_gpus: int
     transfer_columns: dict[str, np.ndarray] = field(default_factory=dict)
+    policy: str = ""  # the scheduler that ran (Scheduler.label); "" = the config's scheduler
+
+    @property
+    def policy_name(self) -> str:
+        """The scheduler that produced this run: ``policy``, else ``config.scheduler.name``."""
+        return self.policy or self.config.scheduler.name
 
     # ---------------------------------------------------------------- per-request metrics
     @property
@@ -274,11 +280,11 @@ class RunResult:
         out = Path(path)
         out.parent.mkdir(parents=True, exist_ok=True)
         trace = {"traceEvents": events, "displayTimeUnit": "ms",
-                 "otherData": {"scheduler": self.config.scheduler.name, "seed": self.seed,
+                 "otherData": {"scheduler": self.policy_name, "seed": self.seed,
                                "time_unit": "ts and dur in microseconds of simulated time"}}
         out.write_text(json.dumps(trace), encoding="utf-8")
         return out
 
     def __repr__(self) -> str:
-        return (f"RunResult(scheduler={self.config.scheduler.name!r}, seed={self.seed}, "
+        return (f"RunResult(scheduler={self.policy_name!r}, seed={self.seed}, "
                 f"requests={self.arrival_s.size}, batches={self.batch_columns['gpu'].size})")

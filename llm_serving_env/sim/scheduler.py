@@ -189,6 +189,11 @@ class Scheduler(ABC):
     def schedule(self, view: DecisionView) -> Batch | Wait:
         """Return the next batch for ``view.gpu``, or a Wait."""
 
+    @property
+    def label(self) -> str:
+        """The name a run of this scheduler is reported under (its registered name)."""
+        return self.name
+
 
 _REGISTRY: dict[str, type[Scheduler]] = {}
 _BUILTINS_LOADED = False
@@ -306,6 +311,14 @@ class PooledScheduler(Scheduler):
 
     def schedule(self, view: DecisionView) -> Batch | Wait:
         return self.by_role[view.role].schedule(view)
+
+    @property
+    def label(self) -> str:
+        """``name`` when every pool runs the same scheduler, else ``prefill:a+decode:b``."""
+        labels = {role: s.label for role, s in self.by_role.items()}
+        if len(set(labels.values())) == 1:
+            return next(iter(labels.values()))
+        return "+".join(f"{role}:{label}" for role, label in labels.items())
 
 
 def _make_single(sim_config: SimConfig, name: str | None) -> Scheduler:

@@ -26,7 +26,7 @@ def run_policy(sim: Simulator, policy: Scheduler) -> RunResult:
     schedule, execute, next_decision = policy.schedule, sim.execute, sim.next_decision
     while (view := next_decision()) is not None:
         execute(schedule(view))
-    return sim.result()
+    return sim.result(policy.label)
 
 
 def simulate(
