@@ -43,19 +43,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from baselines.fixed_batch import cohort_candidate
-from baselines.request_level import check_prompts_fit
+from baselines.cohort import CohortBatcher
 from llm_serving_env.config.sim_config import SimConfig
 from llm_serving_env.hardware.service import ServiceModel
 from llm_serving_env.schema.fields import ConfigError
-from llm_serving_env.sim.batch import Batch, Wait
+from llm_serving_env.sim.batch import Batch
 from llm_serving_env.sim.scheduler import (
     DecisionView,
-    Scheduler,
     positive_number,
     register_scheduler,
 )
-from llm_serving_env.workload.generate import Workload
 
 #: TTFT target when neither ``scheduler.target_ttft_ms`` nor ``slo.ttft_ms`` is set.
 DEFAULT_TARGET_TTFT_MS = 1000.0
@@ -83,7 +80,7 @@ class DynamicBatchConfig:
 
 
 @register_scheduler("dynamic_batch")
-class DynamicBatchScheduler(Scheduler):
+class DynamicBatchScheduler(CohortBatcher):
     """Queue- and TTFT-target-adaptive batching of request-level cohorts (see the module
     docstring)."""
 
@@ -103,18 +100,8 @@ class DynamicBatchScheduler(Scheduler):
         self.service = ServiceModel.from_config(sim_config.service_for("prefill"),
                                                 np.random.default_rng(0))
 
-    def check_feasible(self, workload: Workload) -> None:
-        check_prompts_fit(workload, self.sim_config.gpus, self.name)
-
-    def schedule(self, view: DecisionView) -> Batch | Wait:
-        if view.decoding.size:
-            return Batch(decode_ids=view.decoding[: view.max_batch_tokens])
-        batch, full = cohort_candidate(view)
-        if batch is None:
-            return Wait()
-        if full:
-            return batch
+    def hold_until(self, view: DecisionView, batch: Batch) -> float:
+        """The latest start at which the oldest request's expected TTFT (its wait plus the
+        cohort's mean prefill time) stays within ``safety_factor * target_ttft``."""
         oldest = float(view.requests.arrival_s[batch.prefill_ids].min())
-        deadline = oldest + self.budget_s - self.service.mean_s(batch.token_load)
-        # at the deadline the engine re-offers the GPU with now_s == deadline exactly
-        return Wait(until_s=deadline) if deadline > view.now_s else batch
+        return oldest + self.budget_s - self.service.mean_s(batch.token_load)

@@ -35,18 +35,16 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from baselines.request_level import check_prompts_fit, fcfs_whole_prompts
+from baselines.cohort import CohortBatcher
 from llm_serving_env.config.sim_config import SimConfig
 from llm_serving_env.schema.fields import ConfigError
-from llm_serving_env.sim.batch import Batch, Wait
+from llm_serving_env.sim.batch import Batch
 from llm_serving_env.sim.scheduler import (
     DecisionView,
-    Scheduler,
     positive_int,
     positive_number,
     register_scheduler,
 )
-from llm_serving_env.workload.generate import Workload
 
 
 @dataclass(frozen=True)
@@ -64,26 +62,8 @@ class FixedBatchConfig:
             raise ConfigError(f"scheduler.timeout_ms = {self.timeout_ms!r}: must be finite")
 
 
-def cohort_candidate(view: DecisionView) -> tuple[Batch | None, bool]:
-    """The cohort request_level would prefill now on an idle GPU, and whether it is full.
-
-    The cohort is :func:`fcfs_whole_prompts` over the free slots and the whole token limit
-    (None if nothing fits). It is full when waiting longer cannot make it larger: a waiting
-    request was left out (tokens, slots or KV), every free slot is taken, or the token limit
-    is reached; a GPU that already holds partial prefills counts as full too (dispatch now).
-    """
-    slots = view.free_slots
-    batch = fcfs_whole_prompts(view, view.max_batch_tokens, slots)
-    if batch is None:
-        return None, False
-    count = batch.prefill_ids.size
-    full = (view.num_partial > 0 or count < view.waiting.size or count >= slots
-            or batch.token_load >= view.max_batch_tokens)
-    return batch, full
-
-
 @register_scheduler("fixed_batch")
-class FixedBatchScheduler(Scheduler):
+class FixedBatchScheduler(CohortBatcher):
     """Fixed-size (threshold + timeout) batching of request-level cohorts (see the module
     docstring)."""
 
@@ -93,18 +73,7 @@ class FixedBatchScheduler(Scheduler):
         super().__init__(config, sim_config)
         self.timeout_s = float(config.timeout_ms) / 1000.0
 
-    def check_feasible(self, workload: Workload) -> None:
-        check_prompts_fit(workload, self.sim_config.gpus, self.name)
-
-    def schedule(self, view: DecisionView) -> Batch | Wait:
-        if view.decoding.size:
-            return Batch(decode_ids=view.decoding[: view.max_batch_tokens])
-        batch, full = cohort_candidate(view)
-        if batch is None:
-            return Wait()
-        if full or batch.token_load >= self.config.min_batch_tokens:
-            return batch
-        oldest = float(view.requests.arrival_s[batch.prefill_ids].min())
-        until = oldest + self.timeout_s
-        # at the timeout the engine re-offers the GPU with now_s == until exactly
-        return Wait(until_s=until) if until > view.now_s else batch
+    def hold_until(self, view: DecisionView, batch: Batch) -> float:
+        if batch.token_load >= self.config.min_batch_tokens:
+            return view.now_s
+        return float(view.requests.arrival_s[batch.prefill_ids].min()) + self.timeout_s
