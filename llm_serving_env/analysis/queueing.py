@@ -19,6 +19,8 @@ References
 - N. Blomqvist, "The covariance function of the M/G/1 queueing system", Skand. Aktuarietidskr.
   50 (1967) 157-174; D. J. Daley, "The serial correlation coefficients of waiting times in a
   stationary single server queue", J. Austral. Math. Soc. 8 (1968) 683-699.
+- W. Feller, *An Introduction to Probability Theory and Its Applications*, Vol. 1, 3rd ed.,
+  Wiley, 1968 (Sec. XIII.7: waiting time for a run of successes).
 - W. Whitt, "Planning queueing simulations", Management Science 35 (1989) 1341-1366.
 - S. Asmussen, *Applied Probability and Queues*, 2nd ed., Springer, 2003 (regenerative CLT,
   Ch. VI).
@@ -35,6 +37,11 @@ from numpy.typing import ArrayLike
 __all__ = [
     "erlang_b",
     "erlang_c",
+    "flat_batch_busy_fraction",
+    "flat_batch_busy_iterations_mean",
+    "flat_batch_sojourn_mean",
+    "flat_batch_waiting_mean",
+    "iteration_empty_probability",
     "little_mean_number",
     "md1_sojourn_mean",
     "mg1_sojourn_mean",
@@ -354,3 +361,119 @@ def tandem_mm1_sojourn_mean(arrival_rate: float, service_rates: Sequence[float])
         _stable(lam / mu, f"arrival_rate / service_rates[{i}] = {lam:g} / {mu:g}")
         total += 1.0 / (mu - lam)
     return total
+
+
+# --------------------------------------------------------------------------------------------
+# iteration-level batching with a flat iteration cost (every request joins the next iteration)
+# --------------------------------------------------------------------------------------------
+#
+# Model (derived for LLM serving with iteration-level batching; see
+# tests/test_validation_batching.py): one GPU runs iterations back to back while any request
+# is present. Every iteration has a service time S drawn iid (mean ``m``, squared coefficient
+# of variation ``scv``) whatever its content -- the flat part of the piecewise-linear model,
+# S(b) = c for b <= b0. A Poisson(lambda) arrival that finds the GPU idle starts an iteration
+# at once; one that finds it busy joins the next iteration (no limit on the batch). Each
+# request occupies exactly ``B`` consecutive iterations (its prefill iteration, which emits
+# its first token, then ``B - 1`` decodes) and leaves at the end of the last one.
+#
+# Busy period: call an iteration "empty" if no request arrives during it; P(empty) =
+# p = E[exp(-lambda S)]. Label the iteration in which the initiating arrival occurs 0 (it is
+# not empty). Iteration n + 1 runs iff some request arrived during iterations n+1-B .. n, so the
+# busy period ends with the first run of B consecutive empty iterations among iterations
+# 1, 2, ...; by Feller (Sec. XIII.7) its mean length in iterations is
+# E[N] = (1 - p^B) / ((1 - p) p^B) = sum_{j=1..B} p^{-j}. N is a stopping time of the iid
+# (S_i, arrivals during i) sequence, so by Wald the mean busy time is E[N] m; the idle time is
+# Exp(lambda). Renewal-reward: P(busy) = E[N] m / (E[N] m + 1 / lambda).
+#
+# Waiting: by PASTA an arrival sees the time-stationary state; when busy it waits for the
+# residual of the current iteration, whose time average over the (iid) sequence of iterations
+# is E[S^2] / (2 E[S]) = m (1 + scv) / 2. So E[W] = P(busy) m (1 + scv) / 2, and the sojourn
+# adds B fresh (not length-biased) iterations: E[T] = E[W] + B m.
+
+
+def iteration_empty_probability(
+    arrival_rate: float, iteration_mean: float, noise: str = "deterministic",
+    cv: float | None = None,
+) -> float:
+    """P(no Poisson arrival during one iteration) = E[exp(-lambda S)], the Laplace-Stieltjes
+    transform of the iteration time S at ``lambda`` (dimensionless).
+
+    ``noise`` names the law of S with mean ``m = iteration_mean`` (seconds), as in
+    ``llm_serving_env.hardware.service``: ``deterministic`` gives ``exp(-lambda m)``,
+    ``exponential`` gives ``1 / (1 + lambda m)``, ``gamma`` with coefficient of variation
+    ``cv`` (shape ``k = 1 / cv^2``, scale ``m cv^2``) gives ``(1 + lambda m cv^2)^(-1/cv^2)``.
+    """
+    lam = _non_negative("arrival_rate", arrival_rate)
+    m = _positive("iteration_mean", iteration_mean)
+    if noise == "deterministic":
+        return math.exp(-lam * m)
+    if noise == "exponential":
+        return 1.0 / (1.0 + lam * m)
+    if noise == "gamma":
+        v = _positive("cv", cv) ** 2  # type: ignore[arg-type]
+        return (1.0 + lam * m * v) ** (-1.0 / v)
+    raise ValueError(f"noise must be deterministic, exponential or gamma, got {noise!r}")
+
+
+def _output_tokens(value: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"output_tokens must be an integer >= 1, got {value!r}")
+    return int(value)
+
+
+def flat_batch_busy_iterations_mean(empty_probability: float, output_tokens: int) -> float:
+    """Mean number of iterations in a busy period of the flat-cost batching queue.
+
+    The busy period ends with the first run of ``B = output_tokens`` consecutive empty
+    iterations, each empty with probability ``p = empty_probability`` independently:
+    ``E[N] = (1 - p^B) / ((1 - p) p^B) = sum_{j=1..B} p^{-j}`` (Feller vol. 1, Sec. XIII.7,
+    the mean waiting time for a run of B successes). ``B = 1`` gives ``1 / p``, the geometric
+    number of iterations of the M/D^[inf]/1 bulk-service queue.
+    """
+    p = _as_real("empty_probability", empty_probability)
+    if not 0.0 < p <= 1.0:
+        raise ValueError(f"empty_probability must be in (0, 1], got {empty_probability!r}")
+    b = _output_tokens(output_tokens)
+    return sum(p ** -j for j in range(1, b + 1))
+
+
+def flat_batch_busy_fraction(
+    arrival_rate: float, iteration_mean: float, output_tokens: int, empty_probability: float
+) -> float:
+    """Long-run fraction of time the GPU is busy in the flat-cost batching queue.
+
+    Renewal-reward over busy/idle cycles: ``E[N] m / (E[N] m + 1 / lambda)`` with ``E[N]``
+    from :func:`flat_batch_busy_iterations_mean` and ``m = iteration_mean`` (Wald's identity
+    gives the mean busy time ``E[N] m``). By PASTA it is also the probability that an arrival
+    waits. No stability condition: the batch is unlimited, so the queue is always stable.
+    """
+    lam = _positive("arrival_rate", arrival_rate)
+    m = _positive("iteration_mean", iteration_mean)
+    busy = flat_batch_busy_iterations_mean(empty_probability, output_tokens) * m
+    return busy / (busy + 1.0 / lam)
+
+
+def flat_batch_waiting_mean(
+    arrival_rate: float, iteration_mean: float, iteration_scv: float, output_tokens: int,
+    empty_probability: float,
+) -> float:
+    """Mean wait (arrival to the start of its first iteration) in the flat-cost batching
+    queue, seconds: ``P(busy) E[S^2] / (2 E[S]) = P(busy) m (1 + scv) / 2`` (PASTA and the
+    renewal residual life of the iteration times; Kleinrock vol. 1, Sec. 5.2)."""
+    m = _positive("iteration_mean", iteration_mean)
+    scv = _non_negative("iteration_scv", iteration_scv)
+    busy = flat_batch_busy_fraction(arrival_rate, m, output_tokens, empty_probability)
+    return busy * m * (1.0 + scv) / 2.0
+
+
+def flat_batch_sojourn_mean(
+    arrival_rate: float, iteration_mean: float, iteration_scv: float, output_tokens: int,
+    empty_probability: float,
+) -> float:
+    """Mean sojourn (end-to-end) time in the flat-cost batching queue, seconds:
+    ``E[T] = E[W] + B m`` (:func:`flat_batch_waiting_mean` plus the request's own ``B``
+    iterations, which start after its arrival and so are not length-biased)."""
+    b = _output_tokens(output_tokens)
+    wait = flat_batch_waiting_mean(arrival_rate, iteration_mean, iteration_scv, b,
+                                   empty_probability)
+    return wait + b * float(iteration_mean)
