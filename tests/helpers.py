@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import copy
+import math
+from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+
 from llm_serving_env.config.sim_config import SimConfig
+from llm_serving_env.sim.scheduler import DecisionView, RequestTable
 
 BASE: dict[str, Any] = {
     "num_requests": 50,
@@ -33,3 +38,32 @@ def make_config(**changes: Any) -> SimConfig:
             node = node.setdefault(key, {})
         node[leaf] = value
     return SimConfig.from_dict(data)
+
+
+def hand_view(cfg: SimConfig, now_s: float, prompts: Sequence[int],
+              arrivals: Sequence[float], *, waiting: Sequence[int] = (),
+              decoding: Sequence[int] = (), last_token_s: float | None = None) -> DecisionView:
+    """A hand-built DecisionView on GPU 0 at ``now_s``: requests with the given prompts and
+    arrival times, none started except the ``decoding`` ones (first token emitted at
+    ``last_token_s``, KV memory unlimited). ``waiting`` lists new requests in queue order."""
+    n = len(prompts)
+    prompt = np.asarray(prompts, dtype=np.int64)
+    dec = np.asarray(decoding, dtype=np.int64)
+    gpu = np.full(n, -1, dtype=np.int64)
+    gpu[dec] = 0
+    last = np.full(n, np.nan)
+    generated = np.zeros(n, dtype=np.int64)
+    prefilled = np.zeros(n, dtype=np.int64)
+    if dec.size:
+        last[dec] = last_token_s
+        generated[dec] = 1
+        prefilled[dec] = prompt[dec]
+    zeros = np.zeros(n, dtype=np.int64)
+    table = RequestTable(
+        arrival_s=np.asarray(arrivals, dtype=np.float64), prompt_tokens=prompt,
+        output_tokens=np.full(n, 10, dtype=np.int64), prefilled_tokens=prefilled,
+        prefill_target_tokens=prompt.copy(), generated_tokens=generated, last_token_s=last,
+        gpu=gpu, kv_tokens=zeros.copy(), kv_blocks=zeros.copy())
+    return DecisionView(now_s, 0, np.asarray(waiting, dtype=np.int64), 0, dec, int(dec.size),
+                        cfg.gpus.max_batch_tokens, cfg.gpus.max_batch_requests, math.inf,
+                        table)

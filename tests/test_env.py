@@ -623,20 +623,6 @@ def test_discrete_and_multidiscrete_compact_wrappers_agree():
             break
 
 
-def test_maskable_ppo_learns_a_few_steps():
-    sb3_contrib = pytest.importorskip("sb3_contrib")
-    env = gym.make(ENV_ID, config=SMALL, num_slots=4)
-    model = sb3_contrib.MaskablePPO("MlpPolicy", env, n_steps=64, batch_size=32, n_epochs=1,
-                                    seed=0, device="cpu")
-    model.learn(128)
-    obs, _ = env.reset(seed=0)
-    masks = env.unwrapped.action_masks()
-    action, _ = model.predict(obs, action_masks=masks, deterministic=True)
-    assert env.action_space.contains(action)
-    _, _, _, _, info = env.step(action)
-    assert isinstance(info["repaired"], bool)
-
-
 @pytest.mark.parametrize("wrapper", [None, "compact", "compact_md"])
 def test_non_integer_actions_are_rejected_not_truncated(wrapper):
     """A float 0.5 used to be truncated to 0 silently; whole-number floats still pass."""
