@@ -371,9 +371,12 @@ def test_deadline_budget_on_the_default_service_by_hand():
     policy = make_scheduler(cfg)
     view = hand_view(cfg, 10.0, [100, 300], [0.0, 9.0], waiting=[1], decoding=[0],
                      last_token_s=10.0)
-    assert policy.budget(view, np.array([0.2])) == 64 + math.floor((200 - 5 - 45.5) / 0.30)
+    table = policy.time_table(view.role)
+    assert policy.deadline_budget(table, np.array([0.2])) == 64 + math.floor(
+        (200 - 5 - 45.5) / 0.30)
     # 60 ms later the slack is 140 ms: 64 + floor((140 - 5 - 45.5) / 0.30) = 362
-    assert policy.budget(view, np.array([0.14])) == 64 + math.floor((140 - 5 - 45.5) / 0.30)
+    assert policy.deadline_budget(table, np.array([0.14])) == 64 + math.floor(
+        (140 - 5 - 45.5) / 0.30)
     # the batch: the decode, then request 1's whole 300-token prompt (561 tokens are left)
     batch = policy.schedule(view)
     assert batch.decode_ids.tolist() == [0] and chunks(batch) == {1: 300}
