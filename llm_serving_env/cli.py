@@ -22,7 +22,9 @@ import json
 import math
 import os
 import re
+import signal
 import sys
+import threading
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -336,7 +338,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     _print_compare(long, f"{args.seeds} replications per policy, mean ± 95% CI half-width "
                          f"(seconds, requests/s)")
     if cfg.slo is None:
-        print("no SLO in the config: slo_attainment and goodput_rps are NaN")
+        print("slo_attainment, goodput_rps: blank (the config has no SLO)")
     if "out" in outs:
         long.to_csv(outs["out"], index=False)
         print(f"wrote {outs['out']}")
@@ -459,14 +461,11 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                    on_run=count, progress=_progress(args))
     except ImportError as exc:
         raise CliError(str(exc)) from None
-    except Interrupted:
-        total = math.prod(len(v) for v in grid.values()) * len(policies or [None]) \
-            * args.replications
-        rows = sum(1 for _ in outs["out"].open(encoding="utf-8")) - 1 \
-            if outs["out"].exists() else 0
-        print(f"llm-serving: interrupted: {done_now['rows']} new runs finished, "
-              f"{max(rows, 0)} rows in {outs['out']} (this sweep has {total}); partial results "
-              f"written to {outs['out']}: rerun the same command to resume", file=sys.stderr)
+    except Interrupted as exc:
+        part = exc.partial
+        print(f"llm-serving: interrupted: {part.done} of {part.total} runs finished "
+              f"({len(part.rows)} in this call); partial results written to {outs['out']}: "
+              f"rerun the same command to resume", file=sys.stderr)
         return EXIT_INTERRUPTED
     wall = time.perf_counter() - t0
     print(f"{len(df)} runs: {done_now['rows']} new ({done_now['simulations']} simulations), "
@@ -764,21 +763,38 @@ def _one_line_warning(message: Warning | str, category: type[Warning], filename:
     print(f"llm-serving: warning: {text}", file=file or sys.stderr)
 
 
+def _first_sigint(signum: int, frame: Any) -> None:
+    """The first Ctrl-C: ignore any further one (the clean-up that follows is short and
+    bounded: stop the workers, write the partial results), then stop the command."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    raise KeyboardInterrupt
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; the exit code: 0 done, 1 a failed search, 2 a usage or config
     error (one line on stderr), 130 interrupted (Ctrl-C)."""
     args = build_parser().parse_args(argv)
-    with warnings.catch_warnings():
-        warnings.showwarning = _one_line_warning
-        try:
-            return args.func(args)
-        except (CliError, ConfigError, SchedulingError) as exc:
-            text = " ".join(str(exc).split())
-            print(f"llm-serving: error: {text}", file=sys.stderr)
-            return EXIT_USAGE
-        except KeyboardInterrupt:
-            print("\nllm-serving: interrupted", file=sys.stderr)
-            return EXIT_INTERRUPTED
+    previous = None
+    if (threading.current_thread() is threading.main_thread()
+            and signal.getsignal(signal.SIGINT) is signal.default_int_handler):
+        previous = signal.signal(signal.SIGINT, _first_sigint)
+    try:
+        with warnings.catch_warnings():
+            warnings.showwarning = _one_line_warning
+            try:
+                return args.func(args)
+            except (CliError, ConfigError, SchedulingError) as exc:
+                text = " ".join(str(exc).split())
+                print(f"llm-serving: error: {text}", file=sys.stderr)
+                return EXIT_USAGE
+            except KeyboardInterrupt:
+                print("\nllm-serving: interrupted", file=sys.stderr)
+                return EXIT_INTERRUPTED
+    finally:
+        # after a Ctrl-C, further ones stay ignored: the process is about to exit, and one
+        # landing in the interpreter's shutdown (joining the pool's threads) would kill it
+        if previous is not None and signal.getsignal(signal.SIGINT) is _first_sigint:
+            signal.signal(signal.SIGINT, previous)
 
 
 if __name__ == "__main__":

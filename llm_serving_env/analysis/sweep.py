@@ -53,6 +53,7 @@ import itertools
 import json
 import math
 import os
+import typing
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Executor
 from decimal import Decimal, InvalidOperation
@@ -71,7 +72,7 @@ from llm_serving_env.schema.yaml_io import strict_load
 from llm_serving_env.sim.scheduler import make_scheduler, scheduler_class
 from llm_serving_env.sim.simulate import as_config, simulate
 
-__all__ = ["config_fingerprint", "meta_path", "parse_grid", "parse_grid_values",
+__all__ = ["SweepPartial", "config_fingerprint", "meta_path", "parse_grid", "parse_grid_values",
            "summarize_sweep", "sweep"]
 
 #: Largest number of values one ``start:stop:step`` range may expand to (guards typos).
@@ -242,6 +243,15 @@ def _fingerprint(cfg: SimConfig, seed: int) -> str | None:
 def _run_summary(cfg: SimConfig, policy: str, seed: int) -> dict[str, Any]:
     """One simulation's summary (runs in a worker process)."""
     return simulate(cfg, policy=policy, seed=seed).summary()
+
+
+class SweepPartial(typing.NamedTuple):
+    """What an interrupted :func:`sweep` finished: ``rows`` new in this call, and ``done``
+    of the sweep's ``total`` rows (those resumed from ``out`` included)."""
+
+    rows: pd.DataFrame
+    done: int
+    total: int
 
 
 @dataclasses.dataclass
@@ -475,8 +485,8 @@ def sweep(
         ConfigError: a bad grid path or value, policy or scheduler parameter, or an ``out``
             CSV of another sweep (before any run).
         Interrupted: on Ctrl-C (see :mod:`~llm_serving_env.analysis.replications`), after
-            the finished runs were written to ``out``; its ``partial`` holds the rows this
-            call finished.
+            the finished runs were written to ``out``; its ``partial`` is a
+            :class:`SweepPartial`.
     """
     base = as_config(cfg)
     if isinstance(policies, str):
@@ -545,7 +555,9 @@ def sweep(
                  bar_initial=len(all_keys) - len(todo), bar_step=lambda i, _: len(jobs[i].rows))
     except Interrupted as exc:
         # the rows this call finished (all in ``out`` already, when given)
-        raise exc.with_partial(pd.DataFrame.from_records(new_rows)) from None
+        partial = SweepPartial(pd.DataFrame.from_records(new_rows),
+                               len(all_keys) - len(todo) + len(new_rows), len(all_keys))
+        raise exc.with_partial(partial) from None
 
     if log is not None:
         return log.read(all_keys)
