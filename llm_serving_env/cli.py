@@ -515,6 +515,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         if not sep or not key.strip() or not value.strip():
             raise CliError(f"--hyper {text!r}: expected KEY=VALUE, e.g. learning_rate=1e-4")
         hyper[key.strip()] = _parse_value(value.strip())
+    args.mkdir = True  # documented in --out: a model zoo folder is created
     _outputs(args, [("out", "--out", ("zip",))])
     from agents.train import command_line, curve_path, sidecar_path, train
 
@@ -708,7 +709,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=SEED, default=0)
     p.add_argument("--out", required=True, metavar="ZIP",
                    help="model file, e.g. agents/zoo/NAME.zip (NAME.json and NAME.curve.csv "
-                        "are written beside it)")
+                        "are written beside it; its folder is created if missing)")
     p.add_argument("--episode-requests", type=_int_at_least(0), default=2000, metavar="N",
                    help="arrivals per training episode (default 2000; 0 = the config's)")
     p.add_argument("--reward", choices=("goodput", "slo", "latency"), default="goodput")
@@ -722,7 +723,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tensorboard", default=None, metavar="DIR",
                    help="also write TensorBoard logs (needs tensorboard)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    _add_mkdir(p)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate",

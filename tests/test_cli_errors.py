@@ -73,6 +73,11 @@ def one_error_line(capsys) -> str:
          ["no/such.zip", "not found"]),
         (["simulate", "--config", "default", "--set", "gpus.count=abc"], ["gpus.count"]),
         (["report", "--only", ""], ["--only", "empty"]),
+        (["train", "--config", "default", "--out", "m.txt"], ["--out", "'.txt'", ".zip"]),
+        (["train", "--config", "default", "--out", "m.zip", "--hyper", "lr"],
+         ["--hyper", "KEY=VALUE"]),
+        (["train", "--config", "default", "--out", "m.zip", "--timesteps", "0"],
+         ["--timesteps", ">= 1"]),
     ],
 )
 def test_mistakes_are_one_line_and_exit_2_before_any_run(argv, expected, capsys, no_runs,
@@ -239,3 +244,27 @@ def test_simulate_progress_bar_only_when_asked(capsys):
     assert capsys.readouterr().err == ""
     assert main(["simulate", "--config", "default", *SMALL, "--no-progress"]) == 0
     assert capsys.readouterr().err == ""
+
+
+# ------------------------------------------------------------------------------ evaluate
+
+
+MODEL = "ppo:agents/zoo/ppo_slo_bursty_chat.zip"
+
+
+@pytest.mark.parametrize(("config", "warned"), [("heavy_tail", True), ("bursty_chat", False)])
+def test_evaluate_warns_on_a_config_the_model_was_not_trained_on(config, warned, capsys,
+                                                                  monkeypatch):
+    monkeypatch.chdir(ROOT)
+    code = main(["evaluate", "--config", config, "--set", "num_requests=120",
+                 "--set", "warmup_requests=20", "--policies", f"hybrid,{MODEL}",
+                 "--seeds", "2", "--workers", "1"])
+    assert code == 0
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if "warning" in line]
+    if warned:
+        assert len(lines) == 1, err
+        assert "trained on configs/benchmarks/bursty_chat.yaml" in lines[0]
+        assert "workload.arrival" in lines[0]
+    else:
+        assert lines == [], err
