@@ -30,9 +30,8 @@ comparison columns (``best_baseline``, ``goodput_diff_mean``, ``goodput_diff_ci9
 from __future__ import annotations
 
 import math
-import os
+import warnings
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,19 +39,24 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from llm_serving_env.analysis.replications import Interrupted, run_jobs
 from llm_serving_env.analysis.stats import paired_difference, summarize_replications, t_interval
 from llm_serving_env.config.sim_config import SimConfig
 from llm_serving_env.sim.scheduler import canonical_schedulers, make_scheduler
 from llm_serving_env.sim.simulate import simulate
 
-__all__ = ["EVAL_FIRST_SEED", "METRICS", "Evaluation", "evaluate", "format_table",
-           "parse_policy"]
+__all__ = ["EVAL_FIRST_SEED", "METRICS", "ConfigMismatchWarning", "Evaluation", "evaluate",
+           "format_table", "parse_policy"]
 
 #: First evaluation seed: training episodes use seeds below it.
 EVAL_FIRST_SEED = 10_000
 METRICS = ("throughput_rps", "ttft_mean_s", "ttft_p95_s", "tbt_mean_s", "tbt_p95_s",
            "e2e_mean_s", "slo_attainment", "goodput_rps")
 LEARNED_PREFIXES = ("ppo", "maskable_ppo")
+
+
+class ConfigMismatchWarning(UserWarning):
+    """A learned model is evaluated on a config other than the one it was trained on."""
 
 
 @dataclass(frozen=True)
@@ -114,11 +118,28 @@ def _check(config: SimConfig, specs: Sequence[PolicySpec], seeds: Sequence[int])
         agent = _agent(spec)
         agent.make_env(config)  # spaces match the model's
         if spec.kind == "learned":
+            _warn_if_other_config(spec, agent, config)
             r = agent.train_seed_range
             if r is not None and min(seeds) < r[1] and max(seeds) >= r[0]:
                 raise ValueError(f"{spec.text}: evaluation seeds {min(seeds)}..{max(seeds)} "
                                  f"overlap its training seeds [{r[0]}, {r[1]}); use "
                                  f"--first-seed {r[1]} or above (held-out seeds)")
+
+
+def _warn_if_other_config(spec: PolicySpec, agent: Any, config: SimConfig) -> None:
+    """One ConfigMismatchWarning when ``config`` is not the model's training config."""
+    differences = agent.trained_config_differences(config)
+    if differences is None:
+        warnings.warn(ConfigMismatchWarning(
+            f"{spec.text}: cannot tell whether this config is the one it was trained on "
+            f"(its sidecar names {agent.sidecar.get('config')!r}, which is not readable here)"),
+            stacklevel=3)
+    elif differences:
+        shown = ", ".join(differences[:6]) + (", ..." if len(differences) > 6 else "")
+        warnings.warn(ConfigMismatchWarning(
+            f"{spec.text} was trained on {agent.sidecar.get('config')} and is evaluated on a "
+            f"config that differs in {shown}: results measure how it transfers"),
+            stacklevel=3)
 
 
 @dataclass(frozen=True)
@@ -142,9 +163,15 @@ def evaluate(
     progress: bool = True,
     workers: int | None = None,
 ) -> Evaluation:
-    """Run every policy on seeds ``first_seed .. first_seed + num_seeds - 1`` and tabulate."""
-    from tqdm.auto import tqdm
+    """Run every policy on seeds ``first_seed .. first_seed + num_seeds - 1`` and tabulate.
 
+    Warns:
+        ConfigMismatchWarning: a learned model whose training config differs from ``config``.
+
+    Raises:
+        Interrupted: on Ctrl-C; its ``partial`` is the DataFrame of the finished runs (one row
+            per run, as :attr:`Evaluation.runs`).
+    """
     if num_seeds < 2:
         raise ValueError(f"seeds = {num_seeds}: need at least 2 replications for a CI")
     names: list[str] = []
@@ -163,24 +190,18 @@ def evaluate(
         raise ValueError(f"policies listed twice: {twice}")
     seeds = tuple(range(first_seed, first_seed + num_seeds))
     _check(config, specs, seeds)
-    jobs = [(s, seed) for s in specs for seed in seeds]
-    workers = min(workers or os.cpu_count() or 1, len(jobs))
-    bar = tqdm(total=len(jobs), desc="evaluating", unit="run", disable=not progress)
-    if workers <= 1:
-        rows = []
-        for spec, seed in jobs:
-            rows.append(_row(config, spec, seed))
-            bar.update()
-    else:
-        # learned runs are the slow ones: submit them first so they spread over the workers
-        order = sorted(range(len(jobs)), key=lambda i: jobs[i][0].kind == "baseline")
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            futures = {i: pool.submit(_row, config, *jobs[i]) for i in order}
-            for future in as_completed(futures.values()):
-                future.result()
-                bar.update()
-            rows = [futures[i].result() for i in range(len(jobs))]
-    bar.close()
+    jobs = [(config, s, seed) for s in specs for seed in seeds]
+    # learned runs are the slow ones: submit them first so they spread over the workers
+    order = sorted(range(len(jobs)), key=lambda i: jobs[i][1].kind == "baseline")
+    try:
+        done = run_jobs(_row, [jobs[i] for i in order], workers=workers, progress=progress,
+                        desc="evaluating")
+    except Interrupted as exc:
+        finished = sorted(exc.results, key=lambda k: order[k])  # back in job order
+        raise exc.with_partial(pd.DataFrame([exc.results[k] for k in finished])) from None
+    rows: list[dict[str, Any]] = [{}] * len(jobs)
+    for k, row in enumerate(done):
+        rows[order[k]] = row
     runs = pd.DataFrame(rows)
     return tabulate(runs, specs, seeds, level, has_slo=config.slo is not None)
 

@@ -32,7 +32,9 @@ import gymnasium as gym
 import numpy as np
 
 from agents.actions import make_env
+from llm_serving_env.config.files import load_config, parse_override
 from llm_serving_env.config.sim_config import SimConfig
+from llm_serving_env.schema.fields import ConfigError
 from llm_serving_env.sim.result import RunResult
 from llm_serving_env.sim.simulate import as_config
 
@@ -115,6 +117,43 @@ class LearnedScheduler:
         r = self.sidecar.get("train_seed_range")
         return (int(r[0]), int(r[1])) if r else None
 
+    def training_config(self) -> SimConfig | None:
+        """The config the model was trained on (the sidecar's ``config`` and ``overrides``),
+        or None when it cannot be read here. A relative path is tried from the working
+        directory, then from each folder above the model (the repository root)."""
+        source = self.sidecar.get("config")
+        if not source:
+            return None
+        candidates = [Path(source)]
+        if not Path(source).is_absolute():
+            candidates += [folder / source for folder in self.path.resolve().parents]
+        for candidate in candidates:
+            if candidate.is_file():
+                source = candidate
+                break
+        try:
+            cfg = load_config(source)
+            overrides = self.sidecar.get("overrides") or []
+            if overrides:
+                cfg = cfg.replace(dict(parse_override(text) for text in overrides))
+        except ConfigError:
+            return None
+        return cfg
+
+    def trained_config_differences(
+        self, config: SimConfig | str | os.PathLike | Mapping[str, Any]
+    ) -> list[str] | None:
+        """Dotted config fields where ``config`` differs from the training config ([] when
+        it is the same scenario), or None when the training config cannot be read. The run
+        length (``num_requests``, ``warmup_requests``) is ignored: training cuts episodes."""
+        trained = self.training_config()
+        if trained is None:
+            return None
+        ignored = {"num_requests", "warmup_requests"}
+        a, b = _flat(trained.to_dict()), _flat(as_config(config).to_dict())
+        return sorted(k for k in set(a) | set(b)
+                      if k not in ignored and a.get(k, _ABSENT) != b.get(k, _ABSENT))
+
     def _extract(self) -> None:
         """Copy the actor's weights into numpy: obs -> policy MLP -> action logits."""
         import torch.nn as nn
@@ -177,6 +216,19 @@ class LearnedScheduler:
         """One whole run of ``config`` with seed ``seed`` through the env; its RunResult
         (common random numbers with ``simulate(config, policy, seed)``)."""
         return run_agent(env if env is not None else self.make_env(config), self.act, seed)
+
+
+_ABSENT = object()
+
+
+def _flat(data: Any, prefix: str = "") -> dict[str, Any]:
+    """A nested dict as ``{dotted.path: leaf}``."""
+    if not isinstance(data, dict):
+        return {prefix: data}
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        out.update(_flat(value, f"{prefix}.{key}" if prefix else str(key)))
+    return out
 
 
 def _masks(env: gym.Env) -> np.ndarray | None:

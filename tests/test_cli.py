@@ -20,7 +20,7 @@ def test_simulate_writes_json_summary_and_applies_overrides(tmp_path, capsys):
     out = tmp_path / "sub" / "out.json"
     code = main(["simulate", "--config", str(ROOT / "configs" / "default.yaml"), *SMALL,
                  "--set", "workload.arrival.rate_per_s=3", "--policy", "request_level",
-                 "--seed", "4", "--json", str(out)])
+                 "--seed", "4", "--json", str(out), "--mkdir"])
     assert code == 0
     data = json.loads(out.read_text())
     assert data["scheduler"] == "request_level" and data["seed"] == 4

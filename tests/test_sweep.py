@@ -5,6 +5,7 @@ bit for bit."""
 from __future__ import annotations
 
 import math
+import shutil
 import sys
 from pathlib import Path
 
@@ -13,7 +14,13 @@ import pandas as pd
 import pytest
 
 from llm_serving_env.analysis.stats import t_interval
-from llm_serving_env.analysis.sweep import parse_grid, parse_grid_values, summarize_sweep, sweep
+from llm_serving_env.analysis.sweep import (
+    meta_path,
+    parse_grid,
+    parse_grid_values,
+    summarize_sweep,
+    sweep,
+)
 from llm_serving_env.cli import main
 from llm_serving_env.config.files import load_config
 from llm_serving_env.schema.fields import ConfigError
@@ -167,6 +174,7 @@ def test_interrupted_sweep_resumes_running_only_the_missing_runs(small, tmp_path
     lines = (tmp_path / "full.csv").read_text().splitlines(keepends=True)
     assert len(lines) == 25 and all(line.endswith("\n") for line in lines)
     part.write_text("".join(lines[:13]) + lines[13][:40])
+    shutil.copy(meta_path(tmp_path / "full.csv"), meta_path(part))  # the same sweep's
     kept = pd.read_csv(tmp_path / "full.csv").iloc[:12].to_dict("records")
 
     ran: list[dict] = []
@@ -251,7 +259,7 @@ def test_cli_sweep_writes_csv_summary_plot_and_resumes(tmp_path, capsys):
             "--set", "warmup_requests=50", "--grid", f"{RATE}=2:4:1",
             "--grid", f"{BUDGET}=256,512", "--policies", "hybrid,orca", "--replications", "2",
             "--out", str(out), "--workers", "1", "--summary", str(summary),
-            "--plot", str(plot)]
+            "--plot", str(plot), "--mkdir"]
     assert main(argv) == 0
     text = capsys.readouterr().out
     assert "24 runs: 24 new (18 simulations), 0 already in" in text
@@ -270,7 +278,7 @@ def test_cli_sweep_errors(tmp_path, capsys):
     assert "malformed grid" in capsys.readouterr().err
     assert main([*base, "--grid", f"{RATE}=1,2", "--grid", f"{RATE}=3"]) == 2
     assert "given twice" in capsys.readouterr().err
-    assert main([*base, "--grid", f"{RATE}=1", "--executor", "nope"]) == 1
+    assert main([*base, "--grid", f"{RATE}=1", "--executor", "nope"]) == 2
     assert "executor" in capsys.readouterr().err
     assert not Path(tmp_path / "s.csv").exists()
 

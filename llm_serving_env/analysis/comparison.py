@@ -7,21 +7,39 @@ mean over replications with a Student-t confidence interval.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import Executor
 
 import pandas as pd
-from tqdm.auto import tqdm
 
+from llm_serving_env.analysis.replications import Interrupted, run_jobs
 from llm_serving_env.analysis.stats import summarize_replications
 from llm_serving_env.config.sim_config import SimConfig
+from llm_serving_env.schema.fields import ConfigError
 from llm_serving_env.sim.scheduler import make_scheduler
 from llm_serving_env.sim.simulate import simulate
 
 
-def _summary_row(config: SimConfig, policy: str, seed: int) -> dict:
+def summary_row(config: SimConfig, policy: str, seed: int) -> dict:
+    """One run's row: ``policy``, ``seed``, then every key of ``RunResult.summary()``."""
     return {"policy": policy, "seed": seed, **simulate(config, policy=policy, seed=seed).summary()}
+
+
+def runnable_policies(
+    config: SimConfig, policies: Sequence[str]
+) -> tuple[list[str], list[tuple[str, str]]]:
+    """Split ``policies`` into those that can run on ``config`` and ``(name, reason)`` for
+    those whose scheduler refuses it (e.g. ``slo_aware`` without an SLO, a token budget above
+    ``gpus.max_batch_tokens``): the reason is the scheduler's ConfigError message."""
+    ok, skipped = [], []
+    for name in policies:
+        try:
+            make_scheduler(config, name)
+        except ConfigError as exc:
+            skipped.append((name, str(exc)))
+        else:
+            ok.append(name)
+    return ok, skipped
 
 
 def run_replications(
@@ -30,31 +48,43 @@ def run_replications(
     seeds: Sequence[int],
     progress: bool = True,
     workers: int | None = None,
+    executor: Executor | str | None = None,
 ) -> pd.DataFrame:
     """One summary row per (policy, seed): columns ``policy, seed`` then the summary keys.
 
     ``workers`` > 1 runs the replications in that many local processes (default: one per CPU);
     results do not depend on it, since each run's randomness comes from its seed only.
+    ``executor``: see :func:`~llm_serving_env.analysis.replications.iter_jobs`.
+
+    Raises:
+        Interrupted: on Ctrl-C; its ``partial`` is the DataFrame of the finished runs (job
+            order).
     """
     for name in policies:
         make_scheduler(config, name)  # fail fast on a bad name or parameters, before any run
-    jobs = [(p, s) for p in policies for s in seeds]
-    workers = min(workers or os.cpu_count() or 1, len(jobs))
-    bar = tqdm(total=len(jobs), desc="simulating", unit="run", disable=not progress)
-    if workers <= 1:
-        rows = []
-        for policy, seed in jobs:
-            rows.append(_summary_row(config, policy, seed))
-            bar.update()
-    else:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            futures = [pool.submit(_summary_row, config, p, s) for p, s in jobs]
-            for future in as_completed(futures):
-                future.result()
-                bar.update()
-            rows = [f.result() for f in futures]  # in job order, whatever finished first
-    bar.close()
+    jobs = [(config, p, s) for p in policies for s in seeds]
+    try:
+        rows = run_jobs(summary_row, jobs, executor=executor, workers=workers,
+                        progress=progress, desc="simulating")
+    except Interrupted as exc:
+        done = [exc.results[i] for i in sorted(exc.results)]
+        raise exc.with_partial(pd.DataFrame(done)) from None
     return pd.DataFrame(rows)
+
+
+def _long_table(runs: pd.DataFrame, policies: Sequence[str], level: float) -> pd.DataFrame:
+    tables = []
+    for policy in policies:
+        if runs.empty or not (runs["policy"] == policy).any():
+            continue
+        rows = runs[runs["policy"] == policy].drop(columns=["policy", "seed"])
+        table = summarize_replications(rows.to_dict("records"), level=level)
+        table.insert(0, "policy", policy)
+        tables.append(table.rename_axis("metric").reset_index())
+    if not tables:
+        return pd.DataFrame(columns=["policy", "metric", "mean", "half_width", "low", "high",
+                                     "n"])
+    return pd.concat(tables, ignore_index=True)
 
 
 def compare_policies(
@@ -70,18 +100,23 @@ def compare_policies(
 
     Returns a long DataFrame with columns ``policy, metric, mean, half_width, low, high, n``
     (one row per policy and metric), in the order of ``policies``.
+
+    Raises:
+        ValueError: fewer than 2 seeds, or no policy.
+        ConfigError: a policy that cannot run on ``config`` (before any run).
+        Interrupted: on Ctrl-C; its ``partial`` is the same table over the finished runs
+            (``n`` counts them; a policy with none is absent).
     """
     if num_seeds < 2:
         raise ValueError(f"num_seeds = {num_seeds}: need at least 2 replications for a CI")
-    runs = run_replications(config, policies, range(first_seed, first_seed + num_seeds),
-                            progress=progress, workers=workers)
-    tables = []
-    for policy in policies:
-        rows = runs[runs["policy"] == policy].drop(columns=["policy", "seed"])
-        table = summarize_replications(rows.to_dict("records"), level=level)
-        table.insert(0, "policy", policy)
-        tables.append(table.rename_axis("metric").reset_index())
-    return pd.concat(tables, ignore_index=True)
+    if not policies:
+        raise ValueError("policies is empty: give at least one scheduler name")
+    try:
+        runs = run_replications(config, policies, range(first_seed, first_seed + num_seeds),
+                                progress=progress, workers=workers)
+    except Interrupted as exc:
+        raise exc.with_partial(_long_table(exc.partial, policies, level)) from None
+    return _long_table(runs, policies, level)
 
 
 def wide_table(long: pd.DataFrame, metrics: Sequence[str] | None = None) -> pd.DataFrame:

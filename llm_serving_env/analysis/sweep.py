@@ -33,21 +33,29 @@ flushed), and a rerun with the same grid skips the runs already in the file, mat
 values + policy + seed (numbers compared to 12 significant digits, so ``1.25``, ``1.250`` and
 ``1.2500000000001`` are one key). An interrupted sweep (Ctrl-C, a killed job) therefore loses only
 the runs in flight; rerun the same command to finish it. A partial last line (a write cut by a
-crash) is dropped on resume. The CSV may hold rows of other sweeps with the same columns; they
-are kept but not returned.
+crash) is dropped on resume. The CSV may hold rows of other sweeps with the same columns (other
+grid values, policies or seeds); they are kept but not returned.
+
+**Fingerprint.** Beside the CSV, ``X.csv.meta.json`` records a sha256 of the base config (in
+canonical JSON, without the values at the grid's paths, which the grid sets) and of the grid's
+paths. A sweep refuses to resume into a CSV whose fingerprint differs (e.g. after changing
+``num_requests``: its rows would be passed off as this sweep's), or a non-empty CSV with no
+fingerprint; the error names the fields that differ and says how to start fresh.
 """
 
 from __future__ import annotations
 
 import csv
 import dataclasses
+import hashlib
 import io
 import itertools
 import json
 import math
 import os
+import typing
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import Executor, Future, ProcessPoolExecutor, as_completed
+from concurrent.futures import Executor
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
@@ -55,15 +63,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import yaml
-from tqdm.auto import tqdm
 
+from llm_serving_env.analysis.replications import Interrupted, run_jobs
 from llm_serving_env.analysis.stats import summarize_replications
 from llm_serving_env.config.sim_config import SimConfig
 from llm_serving_env.schema.fields import ConfigError
+from llm_serving_env.schema.yaml_io import strict_load
 from llm_serving_env.sim.scheduler import make_scheduler, scheduler_class
 from llm_serving_env.sim.simulate import as_config, simulate
 
-__all__ = ["parse_grid", "parse_grid_values", "summarize_sweep", "sweep"]
+__all__ = ["SweepPartial", "config_fingerprint", "meta_path", "parse_grid", "parse_grid_values",
+           "summarize_sweep", "sweep"]
 
 #: Largest number of values one ``start:stop:step`` range may expand to (guards typos).
 MAX_RANGE_POINTS = 100_000
@@ -125,7 +135,7 @@ def parse_grid_values(text: str, path: str = "grid") -> list[Any]:
         values = [start + i * step for i in range(count)]
         return [int(v) for v in values] if integral else [float(v) for v in values]
     try:
-        values = yaml.safe_load(f"[{raw}]")
+        values = strict_load(f"[{raw}]")
     except yaml.YAMLError as err:
         raise ConfigError(f"grid values are not valid YAML: {err}", path, text) from err
     if not isinstance(values, list) or not values:
@@ -235,6 +245,15 @@ def _run_summary(cfg: SimConfig, policy: str, seed: int) -> dict[str, Any]:
     return simulate(cfg, policy=policy, seed=seed).summary()
 
 
+class SweepPartial(typing.NamedTuple):
+    """What an interrupted :func:`sweep` finished: ``rows`` new in this call, and ``done``
+    of the sweep's ``total`` rows (those resumed from ``out`` included)."""
+
+    rows: pd.DataFrame
+    done: int
+    total: int
+
+
 @dataclasses.dataclass
 class _Job:
     """One simulation and the sweep rows (grid values, policy, seed) it stands for."""
@@ -246,34 +265,49 @@ class _Job:
 
 
 # --------------------------------------------------------------------------------------------
-# Executors
+# The fingerprint of a sweep's CSV
 # --------------------------------------------------------------------------------------------
 
 
-def _open_executor(
-    executor: Executor | str | None, workers: int | None, num_jobs: int
-) -> tuple[Executor | None, Callable[[], None]]:
-    """(executor or None for in-process, closer)."""
-    if isinstance(executor, Executor):
-        return executor, lambda: None
-    if executor is None or executor == "local":
-        n = min(workers or os.cpu_count() or 1, num_jobs)
-        if n <= 1:
-            return None, lambda: None
-        pool = ProcessPoolExecutor(max_workers=n)
-        return pool, lambda: pool.shutdown(wait=True, cancel_futures=True)
-    if isinstance(executor, str) and executor.startswith(("dask://", "tcp://")):
-        try:
-            from distributed import Client
-        except ImportError as err:
-            raise ImportError(
-                "executor='dask://...' needs dask.distributed: pip install -e '.[dask]'"
-            ) from err
-        address = "tcp://" + executor.split("://", 1)[1]
-        client = Client(address, set_as_default=False)
-        return client.get_executor(), client.close
-    raise ValueError(f"executor = {executor!r}: expected None, 'local', 'dask://HOST:PORT' "
-                     f"or a concurrent.futures.Executor")
+def meta_path(out: str | os.PathLike[str]) -> Path:
+    """The sidecar of a sweep CSV: ``X.csv`` -> ``X.csv.meta.json``."""
+    return Path(f"{os.fspath(out)}.meta.json")
+
+
+def _fingerprint_data(base: SimConfig, paths: Sequence[str]) -> dict[str, Any]:
+    config = json.loads(json.dumps(base.to_dict(), sort_keys=True, default=_json_default))
+    for path in paths:  # the grid sets these: the base value does not matter
+        node: Any = config
+        *head, last = path.split(".")
+        for part in head:
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            node.pop(last, None)
+    return {"config": config, "grid_paths": list(paths)}
+
+
+def config_fingerprint(base: SimConfig, paths: Sequence[str]) -> str:
+    """sha256 of the base config (canonical JSON, without the grid's paths) and the grid's
+    paths: equal for two sweeps whose rows may share a CSV."""
+    text = json.dumps(_fingerprint_data(base, paths), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _flat(data: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(data, dict):
+        return {prefix: data}
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        out.update(_flat(value, f"{prefix}.{key}" if prefix else str(key)))
+    return out
+
+
+def _differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    a, b = _flat(old.get("config", {})), _flat(new["config"])
+    fields = sorted(k for k in set(a) | set(b) if a.get(k, "<absent>") != b.get(k, "<absent>"))
+    if old.get("grid_paths") != new["grid_paths"]:
+        fields.append("the grid's paths")
+    return fields
 
 
 # --------------------------------------------------------------------------------------------
@@ -284,13 +318,42 @@ def _open_executor(
 class _CsvLog:
     """Append-only CSV of finished runs: one header, whole flushed lines."""
 
-    def __init__(self, path: Path, key_columns: list[str]) -> None:
+    def __init__(self, path: Path, key_columns: list[str], meta: dict[str, Any]) -> None:
         self.path = path
         self.key_columns = key_columns
         self.header: list[str] | None = None
         self.done: set[tuple[str, ...]] = set()
+        self.meta = meta
         if path.exists() and path.stat().st_size > 0:
             self._load()
+        if self.done:
+            self._check_meta()
+
+    def _check_meta(self) -> None:
+        """Refuse rows of another base config (see the module docstring)."""
+        side = meta_path(self.path)
+        fresh = (f"use another --out file, or delete {self.path} and {side} to start fresh "
+                 f"(or rerun with the old config to resume)")
+        if not side.is_file():
+            raise ConfigError(f"this CSV has finished runs but no fingerprint file {side.name}, "
+                              f"so it cannot be told which config they ran: {fresh}", "--out",
+                              str(self.path))
+        try:
+            old = json.loads(side.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as err:
+            raise ConfigError(f"cannot read its fingerprint file {side}: {err}; {fresh}",
+                              "--out", str(self.path)) from None
+        if old.get("fingerprint") != self.meta["fingerprint"]:
+            fields = _differences(old, self.meta)
+            what = ", ".join(fields[:8]) + (", ..." if len(fields) > 8 else "") or "unknown"
+            raise ConfigError(f"its runs were made with another base config (differs in: "
+                              f"{what}); resuming would mix them with this sweep's: {fresh}",
+                              "--out", str(self.path))
+
+    def write_meta(self) -> None:
+        """Write the fingerprint sidecar (before the first row)."""
+        meta_path(self.path).write_text(json.dumps(self.meta, indent=2, sort_keys=True) + "\n",
+                                        encoding="utf-8")
 
     def _load(self) -> None:
         data = self.path.read_bytes()
@@ -305,9 +368,9 @@ class _CsvLog:
         header = next(reader)
         n = len(self.key_columns)
         if header[:n] != self.key_columns:
-            raise ValueError(
+            raise ConfigError(
                 f"{self.path} holds a sweep with columns {header[:n]}, this sweep writes "
-                f"{self.key_columns}: use another --out file")
+                f"{self.key_columns}: use another --out file", "--out", str(self.path))
         self.header = header
         for row in reader:
             if len(row) == len(header):
@@ -419,7 +482,11 @@ def sweep(
         built from the summaries in memory.
 
     Raises:
-        ConfigError: a bad grid path or value, policy or scheduler parameter (before any run).
+        ConfigError: a bad grid path or value, policy or scheduler parameter, or an ``out``
+            CSV of another sweep (before any run).
+        Interrupted: on Ctrl-C (see :mod:`~llm_serving_env.analysis.replications`), after
+            the finished runs were written to ``out``; its ``partial`` is a
+            :class:`SweepPartial`.
     """
     base = as_config(cfg)
     if isinstance(policies, str):
@@ -447,9 +514,12 @@ def sweep(
                 all_keys.append(key)
                 rows_of[key] = (run_cfg, {**point, "policy": policy, "seed": seed})
 
-    log = _CsvLog(Path(out), key_columns) if out is not None else None
+    meta = {"fingerprint": config_fingerprint(base, paths), **_fingerprint_data(base, paths)}
+    log = _CsvLog(Path(out), key_columns, meta) if out is not None else None
     if log is not None:
         log.path.parent.mkdir(parents=True, exist_ok=True)
+        if not log.done:
+            log.write_meta()
     todo = [k for k in all_keys if log is None or k not in log.done]
     jobs: list[_Job] = []
     by_input: dict[str, _Job] = {}
@@ -465,39 +535,29 @@ def sweep(
         job.rows.append(row)
 
     memory: dict[tuple[str, ...], dict[str, Any]] = {}
-    bar = tqdm(total=len(all_keys), initial=len(all_keys) - len(todo), desc="sweep",
-               unit="run", disable=not progress)
+    new_rows: list[dict[str, Any]] = []
 
-    def finish(job: _Job, summary: dict[str, Any]) -> None:
-        rows = [{**row, **summary} for row in job.rows]
+    def finish(i: int, summary: dict[str, Any]) -> None:
+        rows = [{**row, **summary} for row in jobs[i].rows]
         if log is not None:
             log.append(rows)
         else:
             for row in rows:
                 memory[_key([row[c] for c in key_columns])] = row
-        bar.update(len(rows))
+        new_rows.extend(rows)
         if on_run is not None:
             on_run(rows)
 
-    pool, close = _open_executor(executor, workers, len(jobs)) if jobs else (None, None)
     try:
-        if pool is None:
-            for job in jobs:
-                finish(job, _run_summary(job.cfg, job.policy, job.seed))
-        else:
-            futures: dict[Future, _Job] = {
-                pool.submit(_run_summary, job.cfg, job.policy, job.seed): job for job in jobs}
-            try:
-                for future in as_completed(futures):
-                    finish(futures[future], future.result())
-            except BaseException:
-                for future in futures:
-                    future.cancel()
-                raise
-    finally:
-        bar.close()
-        if close is not None:
-            close()
+        run_jobs(_run_summary, [(job.cfg, job.policy, job.seed) for job in jobs],
+                 executor=executor, workers=workers, progress=progress, desc="sweep",
+                 on_result=finish, bar_total=len(all_keys),
+                 bar_initial=len(all_keys) - len(todo), bar_step=lambda i, _: len(jobs[i].rows))
+    except Interrupted as exc:
+        # the rows this call finished (all in ``out`` already, when given)
+        partial = SweepPartial(pd.DataFrame.from_records(new_rows),
+                               len(all_keys) - len(todo) + len(new_rows), len(all_keys))
+        raise exc.with_partial(partial) from None
 
     if log is not None:
         return log.read(all_keys)

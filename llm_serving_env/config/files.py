@@ -15,6 +15,7 @@ from llm_serving_env.resources import CONFIGS_DIR
 from llm_serving_env.schema.fields import (
     ConfigError,
 )
+from llm_serving_env.schema.yaml_io import strict_load, yaml_error_text
 
 
 def _preset_dirs() -> list[Path]:
@@ -70,9 +71,13 @@ def load_config(source: str | os.PathLike[str] | Mapping[str, Any] | SimConfig) 
             )
         path = preset
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as err:
-        raise ConfigError(f"cannot read YAML: {err}", source=str(path)) from err
+        data = strict_load(path.read_text(encoding="utf-8"))
+    except OSError as err:
+        raise ConfigError(f"cannot read YAML: {err.strerror or err}",
+                          source=str(path)) from err
+    except yaml.YAMLError as err:  # including a key written twice
+        raise ConfigError(f"cannot read YAML: {yaml_error_text(err)}",
+                          source=str(path)) from err
     try:
         return SimConfig.from_dict(data)
     except ConfigError as err:
@@ -90,8 +95,9 @@ def save_config(cfg: SimConfig, path: str | os.PathLike[str]) -> Path:
 def parse_override(text: str) -> tuple[str, Any]:
     """Parse a command-line override ``key.path=value`` into ``(key_path, value)``.
 
-    The value is parsed with ``yaml.safe_load``: ``3`` -> 3, ``0.5`` -> 0.5, ``null`` -> None,
-    ``{dist: fixed, value: 3}`` -> a dict. An empty value is an error (write ``null``).
+    The value is parsed as strict YAML (a key written twice is an error): ``3`` -> 3,
+    ``0.5`` -> 0.5, ``null`` -> None, ``{dist: fixed, value: 3}`` -> a dict.
+    An empty value is an error (write ``null``).
     """
     if not isinstance(text, str) or "=" not in text:
         raise ConfigError("malformed override; expected key.path=value", "--set", text)
@@ -102,8 +108,9 @@ def parse_override(text: str) -> tuple[str, Any]:
     if not raw.strip():
         raise ConfigError("empty value in override (write null for none)", "--set", text)
     try:
-        value = yaml.safe_load(raw)
+        value = strict_load(raw)
     except yaml.YAMLError as err:
-        raise ConfigError(f"value is not valid YAML: {err}", "--set", text) from err
+        raise ConfigError(f"value is not valid YAML: {yaml_error_text(err)}", "--set",
+                          text) from err
     return key, value
 

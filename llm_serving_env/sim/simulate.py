@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -19,14 +20,52 @@ def as_config(config: SimConfig | str | os.PathLike | Mapping[str, Any]) -> SimC
     return config if isinstance(config, SimConfig) else load_config(config)
 
 
-def run_policy(sim: Simulator, policy: Scheduler) -> RunResult:
-    """Drive ``sim`` (already reset) with ``policy`` to the end and return the result."""
+#: Decisions between two progress-bar updates (an update costs about one decision).
+PROGRESS_EVERY = 2048
+
+
+class ThrashingWarning(RuntimeWarning):
+    """A run preempted more often than it has requests: KV memory is too small for the load."""
+
+
+def run_policy(sim: Simulator, policy: Scheduler, progress: bool = False) -> RunResult:
+    """Drive ``sim`` (already reset) with ``policy`` to the end and return the result.
+
+    ``progress``: show a tqdm bar (stderr) of finished requests, updated every
+    :data:`PROGRESS_EVERY` decisions (the loop without it is untouched).
+    """
     policy.check_feasible(sim.workload)
     policy.reset(sim.policy_rng)
     schedule, execute, next_decision = policy.schedule, sim.execute, sim.next_decision
-    while (view := next_decision()) is not None:
-        execute(schedule(view))
+    if not progress:
+        while (view := next_decision()) is not None:
+            execute(schedule(view))
+        return sim.result(policy.label)
+    from tqdm.auto import tqdm
+
+    with tqdm(total=sim.n, desc="simulating", unit="req", mininterval=0.5) as bar:
+        countdown = PROGRESS_EVERY
+        while (view := next_decision()) is not None:
+            execute(schedule(view))
+            countdown -= 1
+            if not countdown:
+                countdown = PROGRESS_EVERY
+                bar.update(sim.num_finished - bar.n)
+        bar.update(sim.num_finished - bar.n)
     return sim.result(policy.label)
+
+
+def warn_if_thrashing(result: RunResult, stacklevel: int = 3) -> None:
+    """One :class:`ThrashingWarning` when the run's preemptions exceed its requests."""
+    preemptions = int(result.preemptions.sum())
+    requests = int(result.preemptions.size)
+    if preemptions > requests:
+        kv = result.config.gpus.kv_capacity_tokens
+        warnings.warn(ThrashingWarning(
+            f"{preemptions} preemptions for {requests} requests (gpus.kv_capacity_tokens = "
+            f"{kv}): the KV cache thrashes; give the GPUs more KV memory "
+            f"(gpus.kv_capacity_tokens) or lower the load (workload.arrival.rate_per_s)"),
+            stacklevel=stacklevel)
 
 
 def simulate(
@@ -34,6 +73,7 @@ def simulate(
     policy: str | Scheduler | None = None,
     seed: int = 0,
     workload: Workload | None = None,
+    progress: bool = False,
 ) -> RunResult:
     """Simulate one run.
 
@@ -44,12 +84,18 @@ def simulate(
             to use the config's scheduler.
         seed: root seed of the run's random streams (workload, service noise, policy).
         workload: optional explicit workload (e.g. a replayed trace) instead of generating one.
+        progress: show a progress bar of finished requests (stderr).
 
     Returns:
         The run's RunResult (``.summary()``, ``.requests``, ``.batches``).
+
+    Warns:
+        ThrashingWarning: more preemptions than requests (too little KV memory for the load).
     """
     cfg = as_config(config)
     scheduler = policy if isinstance(policy, Scheduler) else make_scheduler(cfg, policy)
     sim = Simulator(cfg, seed=seed, workload=workload)
     sim.reset()
-    return run_policy(sim, scheduler)
+    result = run_policy(sim, scheduler, progress=progress)
+    warn_if_thrashing(result)
+    return result
