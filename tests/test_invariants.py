@@ -155,14 +155,31 @@ def check_residents(cfg, res) -> None:
     """At every batch start, the requests resident on its GPU (prefill started, not finished)
     are at most max_batch_requests. Requests preempted at some point are left out (while
     requeued they hold no slot, and their timeline does not show when), so this count is a
-    lower bound of the true one and the check stays a necessary condition."""
+    lower bound of the true one and the check stays a necessary condition. Under
+    disaggregation a request is resident on its prefill GPU until its KV transfer starts; on
+    its decode GPU it queues after landing until a slot frees, and the result does not record
+    when it takes one, so decode-GPU residency is not counted (still a lower bound)."""
     keep = res.preemptions == 0
-    gpu, start, finish = res.gpu[keep], res.first_scheduled_s[keep], res.finish_s[keep]
-    b = res.batches
-    for g, rows in b.groupby("gpu"):
+    n = res.gpu.size
+    first_gpu, start, finish = res.first_gpu.copy(), res.first_scheduled_s.copy(), res.finish_s
+    intervals = []  # (gpu, from, to) per residency
+    tr = res.transfer_columns
+    moved = np.zeros(n, dtype=bool)
+    if tr and len(tr.get("request", [])):
+        ids = tr["request"]
+        moved[ids] = True
+        intervals.append((tr["src"], start[ids], tr["start_s"], keep[ids]))
+    stay = ~moved
+    intervals.append((first_gpu[stay], start[stay], finish[stay], keep[stay]))
+    gpu = np.concatenate([i[0] for i in intervals])
+    begin = np.concatenate([i[1] for i in intervals])
+    end = np.concatenate([i[2] for i in intervals])
+    use = np.concatenate([i[3] for i in intervals])
+    gpu, begin, end = gpu[use], begin[use], end[use]
+    for g, rows in res.batches.groupby("gpu"):
         t = rows["start_s"].to_numpy()
-        started = np.sort(start[gpu == g])
-        finished = np.sort(finish[gpu == g])
+        started = np.sort(begin[gpu == g])
+        finished = np.sort(end[gpu == g])
         resident = (np.searchsorted(started, t, side="right")
                     - np.searchsorted(finished, t, side="right"))
         assert resident.max(initial=0) <= cfg.gpus.max_batch_requests, (g, resident.max())

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from llm_serving_env.analysis.replications import run_jobs
 from llm_serving_env.analysis.stability import work_conserving_capacity
 from llm_serving_env.analysis.stats import (
     t_interval,
@@ -180,11 +181,10 @@ class Study:
         return pd.concat(frames, ignore_index=True)
 
     def map(self, fn: Callable[..., Any], jobs: Sequence[tuple]) -> list[Any]:
-        """``[fn(*job) for job in jobs]``, on the pool when there is one (results in order)."""
-        if self.executor is None:
-            return [fn(*job) for job in jobs]
-        futures = [self.executor.submit(fn, *job) for job in jobs]
-        return [f.result() for f in futures]
+        """``[fn(*job) for job in jobs]``, on the pool when there is one (results in order),
+        through the package's one replication runner."""
+        return run_jobs(fn, jobs, executor=self.executor, progress=self.progress,
+                        workers=1 if self.executor is None else None)
 
 
 

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from llm_serving_env.analysis.replications import ignore_sigint
 from llm_serving_env.sim.scheduler import canonical_schedulers
 from llm_serving_env.study.cluster import disaggregation, kv_memory, scaling
 from llm_serving_env.study.common import DEFAULT_OUT_DIR, Sizes, Study, noop, study_sizes
@@ -77,7 +78,8 @@ def run_all(
     canonical_schedulers()  # load the scheduler registry before any fork or thread
     pool = None
     if workers > 1:
-        pool = ProcessPoolExecutor(max_workers=workers)
+        # workers ignore SIGINT: a Ctrl-C reaches only this process, which stops the pool
+        pool = ProcessPoolExecutor(max_workers=workers, initializer=ignore_sigint)
         # start every worker now, from this thread (later sweeps submit from threads)
         for future in [pool.submit(noop) for _ in range(2 * workers)]:
             future.result()
