@@ -20,11 +20,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from llm_serving_env.config.sections import GpuConfig
+from llm_serving_env.config.sim_config import SimConfig
 from llm_serving_env.schema.fields import ConfigError
 from llm_serving_env.sim.batch import Batch, Wait
-from llm_serving_env.sim.scheduler import DecisionView, Scheduler, register_scheduler
-from llm_serving_env.workload.generate import Workload
+from llm_serving_env.sim.scheduler import DecisionView, RequestTable, Scheduler, register_scheduler
 
 
 def fcfs_whole_prompts(view: DecisionView, token_limit: int, slots: int) -> Batch | None:
@@ -43,18 +42,22 @@ def fcfs_whole_prompts(view: DecisionView, token_limit: int, slots: int) -> Batc
     return Batch(prefill_ids=ids, prefill_tokens=tokens)
 
 
-def check_prompts_fit(workload: Workload, gpus: GpuConfig, scheduler: str) -> None:
+def check_prompts_fit(requests: RequestTable, sim_config: SimConfig, scheduler: str) -> None:
     """Error if a prefill could exceed ``max_batch_tokens`` under a policy that cannot chunk.
 
     With limited KV memory a preempted request recomputes prompt + generated tokens, up to
-    L + B - 1, in one prefill, so that bound applies instead of L.
+    L + B - 1, in one prefill; a scheduler does not know B, so the bound uses the largest
+    output the workload allows (``workload.output_tokens``' maximum, a serving engine's
+    ``max_tokens``).
     """
+    gpus = sim_config.gpus
     max_batch_tokens = gpus.max_batch_tokens
     recompute = gpus.kv_capacity_tokens is not None
-    lengths = workload.prompt_tokens + (workload.output_tokens - 1 if recompute else 0)
-    longest = int(lengths.max(initial=0))
+    extra = sim_config.workload.output_tokens.max_value() - 1 if recompute else 0
+    longest = int(requests.prompt_tokens.max(initial=0)) + extra
     if longest > max_batch_tokens:
-        what = "prefill (prompt + generated tokens after a preemption)" if recompute else "prompt"
+        what = ("prefill (prompt + up to the largest output after a preemption)" if recompute
+                else "prompt")
         raise ConfigError(
             f"gpus.max_batch_tokens = {max_batch_tokens}: scheduler {scheduler!r} prefills whole "
             f"prompts, but the workload has a {what} of {longest} tokens, which could never run; "
@@ -66,8 +69,8 @@ def check_prompts_fit(workload: Workload, gpus: GpuConfig, scheduler: str) -> No
 class RequestLevelScheduler(Scheduler):
     """FasterTransformer-style request-level batching (see the module docstring)."""
 
-    def check_feasible(self, workload: Workload) -> None:
-        check_prompts_fit(workload, self.sim_config.gpus, self.name)
+    def check_feasible(self, requests: RequestTable) -> None:
+        check_prompts_fit(requests, self.sim_config, self.name)
 
     def schedule(self, view: DecisionView) -> Batch | Wait:
         if view.decoding.size:

@@ -61,7 +61,7 @@ def hand_view(cfg: SimConfig, now_s: float, prompts: Sequence[int],
     zeros = np.zeros(n, dtype=np.int64)
     table = RequestTable(
         arrival_s=np.asarray(arrivals, dtype=np.float64), prompt_tokens=prompt,
-        output_tokens=np.full(n, 10, dtype=np.int64), prefilled_tokens=prefilled,
+        predicted_output_tokens=np.full(n, np.nan), prefilled_tokens=prefilled,
         prefill_target_tokens=prompt.copy(), generated_tokens=generated, last_token_s=last,
         gpu=gpu, kv_tokens=zeros.copy(), kv_blocks=zeros.copy())
     return DecisionView(now_s, 0, np.asarray(waiting, dtype=np.int64), 0, dec, int(dec.size),

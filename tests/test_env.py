@@ -464,7 +464,7 @@ def test_observations_are_bounded_float32_and_informative(config_name):
     assert obs[names == "arrived_fraction"][0] == 1.0 and obs.sum() == 1.0
     for feature in ("waiting", "decoding", "oldest_waiting_age", "max_decode_stall",
                     "arrival_rate", "waiting_remaining_prompt_0", "decoding_since_last_token_0",
-                    "decoding_generated_fraction_0"):
+                    "decoding_generated_0"):
         assert seen[names == feature][0], feature
     if env.num_gpus > 1:
         assert seen[names == "gpu_index"][0] and seen[names == "other_gpus_busy"][0]
@@ -492,8 +492,10 @@ def test_observation_values_match_their_definitions():
         since = now - t.last_token_s[r]
         assert value["decoding_since_last_token_0"] == pytest.approx(since / (since + 0.06),
                                                                      rel=1e-6)
-        assert value["decoding_generated_fraction_0"] == pytest.approx(
-            t.generated_tokens[r] / t.output_tokens[r], rel=1e-6)
+        g, m = t.generated_tokens[r], env.output_scale
+        assert value["decoding_generated_0"] == pytest.approx(g / (g + m), rel=1e-6)
+        # the default predictor knows nothing: no remaining-output information
+        assert value["decoding_predicted_remaining_0"] == 0.0
         stall = now - np.min(t.last_token_s[view.decoding])
         assert value["max_decode_stall"] == pytest.approx(stall / (stall + 0.06), rel=1e-6)
     assert value["role_mixed"] == 1.0

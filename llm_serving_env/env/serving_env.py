@@ -56,8 +56,8 @@ GLOBAL_FEATURES = (
 #: Per-slot features of the first ``num_slots`` entries of ``view.waiting``.
 WAITING_FEATURES = ("occupied", "remaining_prompt", "remaining_fraction", "age", "resident")
 #: Per-slot features of the first ``num_slots`` entries of ``view.decoding``.
-DECODING_FEATURES = ("occupied", "since_last_token", "generated_fraction",
-                     "remaining_output", "age")
+DECODING_FEATURES = ("occupied", "since_last_token", "generated", "predicted_remaining",
+                     "age")
 _ROLES = ("mixed", "prefill", "decode")
 
 
@@ -172,8 +172,10 @@ class LLMServingEnv(gym.Env):
     | role_mixed/prefill/decode | one-hot of ``view.role``                                  |
     | waiting slot: occupied, remaining_prompt r / (r + P), remaining_fraction r / (current  |
     |   prefill target), age a / (a + T_ttft), resident (partially prefilled on this GPU)    |
-    | decoding slot: occupied, since_last_token s / (s + T_tbt), generated / output tokens,  |
-    |   remaining_output m / (m + M), age a / (a + T_ttft)                                   |
+    | decoding slot: occupied, since_last_token s / (s + T_tbt), generated g / (g + M),      |
+    |   predicted_remaining m / (m + M) with m = max(0, prediction - g) from the config's    |
+    |   ``workload.length_predictor`` (0 when it predicts nothing: the default ``none``),    |
+    |   age a / (a + T_ttft). True output lengths never enter the observation.              |
 
     The observation after the last step of a finished episode is all 0 but arrived_fraction = 1.
 
@@ -576,7 +578,8 @@ class LLMServingEnv(gym.Env):
         scale = np.ones(self.obs_size)
         base = self.num_global
         w_scales = (None, self.token_scale, None, self.ttft_scale_s, None)
-        d_scales = (None, self.tbt_scale_s, None, self.output_scale, self.ttft_scale_s)
+        d_scales = (None, self.tbt_scale_s, self.output_scale, self.output_scale,
+                    self.ttft_scale_s)
         for k, sc in enumerate(w_scales + d_scales):
             if sc is not None:
                 alpha[base + k * n: base + (k + 1) * n] = 1.0
@@ -623,7 +626,7 @@ class LLMServingEnv(gym.Env):
                 oldest = max(oldest, now - float(arrival[rest].min()))
         else:
             tokens = oldest = 0.0
-        # ---- decoding slots: occupied, since last token, generated fraction, left, age
+        # ---- decoding slots: occupied, since last token, generated, predicted left, age
         decoding = view.decoding
         nd_all = decoding.size
         if nd_all:
@@ -631,12 +634,13 @@ class LLMServingEnv(gym.Env):
             nd = d.size
             o = self.num_global + len(WAITING_FEATURES) * n
             gen = t.generated_tokens[d]
-            out = t.output_tokens[d]
+            predicted = t.predicted_output_tokens[d]
             since = now - t.last_token_s[d]
             raw[o: o + nd] = 1.0
             raw[o + n: o + n + nd] = since
-            raw[o + 2 * n: o + 2 * n + nd] = gen / out
-            raw[o + 3 * n: o + 3 * n + nd] = out - gen
+            raw[o + 2 * n: o + 2 * n + nd] = gen
+            left = predicted - gen
+            raw[o + 3 * n: o + 3 * n + nd] = np.where(left > 0.0, left, 0.0)  # NaN -> 0
             raw[o + 4 * n: o + 4 * n + nd] = now - arrival[d]
             stall = (max(since.tolist()) if nd_all <= n
                      else now - float(t.last_token_s[decoding].min()))

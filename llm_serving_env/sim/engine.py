@@ -222,7 +222,8 @@ class Simulator:
         self.last_token_s = np.full(n, np.nan)
         self.preemptions = np.zeros(n, dtype=np.int32)
         self.table = RequestTable(
-            arrival_s=self.arrival_s, prompt_tokens=self.prompt, output_tokens=self.output,
+            arrival_s=self.arrival_s, prompt_tokens=self.prompt,
+            predicted_output_tokens=np.asarray(w.predicted_output_tokens, dtype=np.float64),
             prefilled_tokens=self.prefilled, prefill_target_tokens=self.target,
             generated_tokens=self.generated, last_token_s=self.last_token_s, gpu=self.gpu_of,
             kv_tokens=self.kv_tokens, kv_blocks=self.kv_blocks)
@@ -240,11 +241,20 @@ class Simulator:
         self.parked = [False] * g  # waiting for an event or wait_until
         self.wait_until = [_INF] * g
         self.outstanding = np.zeros(g, dtype=np.int64)  # routed/bound and unfinished, per GPU
-        # least_tokens router: token work (prefill tokens + decodes) still to run on each GPU
-        # for the requests routed to it; a request's work is L + B - 1 tokens
+        # least_tokens router: estimated token work (prefill tokens + decodes) still to run on
+        # each GPU for the requests routed to it. A router does not know B_i, so a request's
+        # work is charged as L + B' - 1 with B' the configured predictor's value, else the
+        # output distribution's mean (a population statistic an operator has); ``_charged``
+        # holds what each request currently adds to its GPU's total, so the totals stay exact
+        # sums of the estimates however far the truth departs from them.
         # (one queue means central routing, whatever the router's name)
         self._track_tokens = self.router == "least_tokens" and self._num_queues > 1
         self.outstanding_tokens = np.zeros(g, dtype=np.int64)
+        if self._track_tokens:
+            guess = np.asarray(w.predicted_output_tokens, dtype=np.float64)
+            guess = np.where(np.isnan(guess), self.config.workload.output_tokens.mean(), guess)
+            self._route_output = np.maximum(1, np.rint(guess)).astype(np.int64)
+            self._charged = np.zeros(n, dtype=np.int64)
         self.kv_used_blocks = [0] * g
         self.handoff: list[list[int]] = [[] for _ in range(g)]  # arrived at a decode GPU, FIFO
         self._reset_transfers()
@@ -370,7 +380,9 @@ class Simulator:
             self.queue_of[i] = g
             self.outstanding[g] += 1
             if self._track_tokens:
-                self.outstanding_tokens[g] += int(self.prompt[i] + self.output[i] - 1)
+                work = int(self.prompt[i] + self._route_output[i] - 1)
+                self._charged[i] = work
+                self.outstanding_tokens[g] += work
             self.queues[g] = _frozen(np.append(self.queues[g], i))
 
     def _route(self) -> int:
@@ -505,8 +517,6 @@ class Simulator:
         self.busy_until[g] = _INF
         finished_any = False
         pids, dids = batch.prefill_ids, batch.decode_ids
-        if self._track_tokens and self.roles[g] != "decode":
-            self.outstanding_tokens[g] -= int(batch.prefill_tokens.sum()) + dids.size
         if dids.size:
             last = self.last_token_s
             self._gaps.append(end - last[dids])
@@ -555,8 +565,28 @@ class Simulator:
         if finished_any:
             dec = self.decoding[g]
             self.decoding[g] = _frozen(dec[self.generated[dec] < self.output[dec]])
+        if self._track_tokens and self.roles[g] != "decode":
+            self._recharge(np.concatenate((pids, dids)), g)
         if self.handoff[g]:  # slots or KV may have been freed
             self._admit_handoffs(g)
+
+    def _estimated_work(self, ids: np.ndarray, role: str) -> np.ndarray:
+        """The least_tokens router's estimate of the token work ``ids`` still need on their
+        queue's GPU of ``role``: remaining prefill tokens plus estimated remaining decodes
+        (0 once finished; on a prefill GPU, 0 once the prefill is done: decodes run
+        elsewhere)."""
+        incomplete = self.target[ids] > self.prefilled[ids]
+        decodes = np.maximum(self._route_output[ids] - self.generated[ids] - incomplete, 0)
+        if role == "prefill":
+            decodes = np.where(incomplete, decodes, 0)
+        work = self.target[ids] - self.prefilled[ids] + decodes
+        return np.where(np.isnan(self.finish_s[ids]), work, 0)
+
+    def _recharge(self, ids: np.ndarray, g: int) -> None:
+        """Bring ``ids``' charge to GPU ``g``'s outstanding tokens up to date."""
+        work = self._estimated_work(ids, self.roles[g])
+        self.outstanding_tokens[g] += int((work - self._charged[ids]).sum())
+        self._charged[ids] = work
 
     def _finish(self, done: np.ndarray, g: int, end: float) -> None:
         self.finish_s[done] = end
@@ -603,7 +633,8 @@ class Simulator:
         sizes = (tokens * self._kv_bytes_per_token).tolist()
         self.outstanding[src] -= ids.size
         if self._track_tokens:  # their decodes run elsewhere
-            self.outstanding_tokens[src] -= int((self.output[ids] - self.generated[ids]).sum())
+            self.outstanding_tokens[src] -= int(self._charged[ids].sum())
+            self._charged[ids] = 0
         link = None
         if self._link_bytes_per_s is not None and any(b > 0 for b in sizes):
             key = 0 if self._link_shared else src
@@ -727,15 +758,13 @@ class Simulator:
         self.kv_used_blocks[g] -= int(self.kv_blocks[victims].sum())
         self.kv_blocks[victims] = 0
         self.kv_tokens[victims] = 0
-        if self._track_tokens:  # their remaining work becomes L + B - 1 again, at their queue
-            left = (self.target[victims] - self.prefilled[victims] + self.output[victims]
-                    - self.generated[victims] - (self.target[victims] > self.prefilled[victims]))
-            if self.roles[g] != "decode":
-                np.subtract.at(self.outstanding_tokens, self.queue_of[victims], left)
-            np.add.at(self.outstanding_tokens, self.queue_of[victims],
-                      self.prompt[victims] + self.output[victims] - 1)
         self.prefilled[victims] = 0
         self.target[victims] = self.prompt[victims] + self.generated[victims]
+        if self._track_tokens:  # their work grows by the recompute, charged at their queue
+            work = self._estimated_work(victims, "prefill" if self._decode_pool else "mixed")
+            np.add.at(self.outstanding_tokens, self.queue_of[victims],
+                      work - self._charged[victims])
+            self._charged[victims] = work
         self.preemptions[victims] += 1
         self.partial[g] = _frozen(self.partial[g][~np.isin(self.partial[g], victims)])
         self.decoding[g] = _frozen(self.decoding[g][~np.isin(self.decoding[g], victims)])

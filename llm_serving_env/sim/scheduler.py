@@ -23,7 +23,6 @@ from llm_serving_env.sim.batch import Batch, Wait
 
 if TYPE_CHECKING:
     from llm_serving_env.config.sim_config import SimConfig
-    from llm_serving_env.workload.generate import Workload
 
 
 _NO_IDS = np.zeros(0, np.int64)
@@ -35,7 +34,10 @@ class RequestTable:
 
     Attributes (numpy arrays of shape (num_requests,)):
         arrival_s: arrival time, seconds.
-        prompt_tokens, output_tokens: L_i and B_i.
+        prompt_tokens: L_i.
+        predicted_output_tokens: what the config's ``workload.length_predictor`` says of B_i
+            (float64; NaN when nothing is known, the default). The true B_i is not here: a
+            real scheduler does not know it.
         prefilled_tokens: tokens of the current prefill already processed.
         prefill_target_tokens: tokens the current prefill must cover: L_i, or L_i plus the
             tokens generated so far after a preemption (recompute).
@@ -47,7 +49,7 @@ class RequestTable:
     """
 
     __slots__ = (
-        "arrival_s", "prompt_tokens", "output_tokens", "prefilled_tokens",
+        "arrival_s", "prompt_tokens", "predicted_output_tokens", "prefilled_tokens",
         "prefill_target_tokens", "generated_tokens", "last_token_s", "gpu", "kv_tokens",
         "kv_blocks",
     )
@@ -182,7 +184,7 @@ class Scheduler(ABC):
         """Called once per run before the first decision; ``rng`` is the policy's own stream."""
         self.rng = rng
 
-    def check_feasible(self, workload: Workload) -> None:  # noqa: B027 - optional hook
+    def check_feasible(self, requests: RequestTable) -> None:  # noqa: B027 - optional hook
         """Raise ``ConfigError`` if some request could never be served by this policy."""
 
     @abstractmethod
@@ -305,9 +307,9 @@ class PooledScheduler(Scheduler):
         for scheduler in self.by_role.values():
             scheduler.reset(rng)
 
-    def check_feasible(self, workload: Workload) -> None:
+    def check_feasible(self, requests: RequestTable) -> None:
         for scheduler in self.by_role.values():
-            scheduler.check_feasible(workload)
+            scheduler.check_feasible(requests)
 
     def schedule(self, view: DecisionView) -> Batch | Wait:
         return self.by_role[view.role].schedule(view)

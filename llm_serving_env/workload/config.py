@@ -1,9 +1,9 @@
-"""The ``workload`` config section: arrival process, prompt and output lengths.
-"""
+"""The ``workload`` config section: arrival process, prompt and output lengths, and the
+output-length predictor that decides what schedulers may know of them."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from llm_serving_env.schema.fields import (
@@ -15,15 +15,23 @@ from llm_serving_env.schema.fields import (
 )
 from llm_serving_env.workload.arrivals import ArrivalProcess, arrival_process_from_dict
 from llm_serving_env.workload.lengths import LengthDistribution, length_distribution_from_dict
+from llm_serving_env.workload.predictors import (
+    LengthPredictor,
+    NoPredictor,
+    length_predictor_from_dict,
+)
 
 
 @dataclass(frozen=True)
 class WorkloadConfig:
-    """What arrives: arrival process, prompt lengths L_i and output budgets B_i (tokens)."""
+    """What arrives: arrival process, prompt lengths L_i and output budgets B_i (tokens), and
+    ``length_predictor``, what schedulers and the env may know of B_i (default ``none``:
+    nothing; see :mod:`llm_serving_env.workload.predictors`)."""
 
     arrival: ArrivalProcess
     prompt_tokens: LengthDistribution
     output_tokens: LengthDistribution
+    length_predictor: LengthPredictor = field(default_factory=NoPredictor)
 
     def __post_init__(self) -> None:
         if not isinstance(self.arrival, ArrivalProcess):
@@ -31,23 +39,32 @@ class WorkloadConfig:
         for name in ("prompt_tokens", "output_tokens"):
             if not isinstance(getattr(self, name), LengthDistribution):
                 raise ConfigError("must be a length distribution", name, getattr(self, name))
+        if not isinstance(self.length_predictor, LengthPredictor):
+            raise ConfigError("must be a length predictor", "length_predictor",
+                              self.length_predictor)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "arrival": self.arrival.to_dict(),
             "prompt_tokens": self.prompt_tokens.to_dict(),
             "output_tokens": self.output_tokens.to_dict(),
+            "length_predictor": self.length_predictor.to_dict(),
         }
 
     @classmethod
     def from_dict(cls, d: Any, path: str = "workload") -> WorkloadConfig:
         d = as_mapping(path, d)
         keys = ["arrival", "prompt_tokens", "output_tokens"]
-        check_keys(path, d, keys, keys)
+        check_keys(path, d, [*keys, "length_predictor"], keys)
+        extra = {}
+        if d.get("length_predictor") is not None:
+            extra["length_predictor"] = length_predictor_from_dict(
+                d["length_predictor"], join_path(path, "length_predictor"))
         return construct(
             cls,
             path,
             {
+                **extra,
                 "arrival": arrival_process_from_dict(d["arrival"], join_path(path, "arrival")),
                 "prompt_tokens": length_distribution_from_dict(
                     d["prompt_tokens"], join_path(path, "prompt_tokens")

@@ -1,11 +1,12 @@
 """Draw a workload (arrival times, prompt lengths, output budgets) from a WorkloadConfig.
 
 Randomness: ``generate_workload`` turns its seed into a ``numpy.random.SeedSequence`` and
-spawns exactly three children, in this order:
+spawns exactly four children, in this order:
 
     0. arrival times,
     1. prompt lengths,
     2. output lengths,
+    3. output-length predictions (``workload.length_predictor``),
 
 each driving its own ``numpy.random.default_rng(child)``. The streams are independent of each
 other and of anything a scheduling policy does, so two policies run with one seed see the same
@@ -48,6 +49,9 @@ class Workload:
         prompt_tokens: int64 ``(n,)``, >= 1 (prefill length L_i).
         output_tokens: int64 ``(n,)``, >= 1 (tokens to emit, B_i; the first comes with the
             iteration that finishes the prefill, the other B_i - 1 take one decode each).
+            The engine's truth: schedulers never see it (see ``predicted_output_tokens``).
+        predicted_output_tokens: float64 ``(n,)``, what the configured predictor says of B_i
+            (NaN = unknown, the default when not given).
 
     The constructor copies the arrays, checks shapes and values, and makes them read-only.
     """
@@ -55,6 +59,7 @@ class Workload:
     arrival_s: np.ndarray
     prompt_tokens: np.ndarray
     output_tokens: np.ndarray
+    predicted_output_tokens: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         arrival = _frozen(self.arrival_s, np.float64, "arrival_s")
@@ -75,6 +80,13 @@ class Workload:
         object.__setattr__(self, "arrival_s", arrival)
         object.__setattr__(self, "prompt_tokens", prompt)
         object.__setattr__(self, "output_tokens", output)
+        predicted = (np.full(n, np.nan) if self.predicted_output_tokens is None
+                     else self.predicted_output_tokens)
+        predicted = _frozen(predicted, np.float64, "predicted_output_tokens")
+        if predicted.shape[0] != n:
+            raise ValueError(f"predicted_output_tokens has {predicted.shape[0]} entries, "
+                             f"arrival_s {n}")
+        object.__setattr__(self, "predicted_output_tokens", predicted)
 
     def __len__(self) -> int:
         """Number of requests."""
@@ -91,7 +103,7 @@ def generate_workload(
         num_requests: number of requests n (>= 0).
         seed: an int (``SeedSequence(seed)`` is used) or a ``SeedSequence``. A given
             ``SeedSequence`` is spawned from directly, so, as with ``SeedSequence.spawn``, its
-            spawn counter advances by 3: pass an int, or a fresh sequence, to reproduce a draw.
+            spawn counter advances by 4: pass an int, or a fresh sequence, to reproduce a draw.
 
     Returns:
         A :class:`Workload`; the same int seed gives bit-identical arrays.
@@ -100,8 +112,12 @@ def generate_workload(
         raise ValueError(f"num_requests = {num_requests!r}: must be an integer >= 0")
     n = int(num_requests)
     ss = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
-    arrival_ss, prompt_ss, output_ss = ss.spawn(3)
+    # a fourth child for the predictions: the first three (and so every length and arrival)
+    # are the same whether or not a predictor is configured
+    arrival_ss, prompt_ss, output_ss, predictor_ss = ss.spawn(4)
     arrival_s = cfg.arrival.sample_times(np.random.default_rng(arrival_ss), n)
     prompt = cfg.prompt_tokens.sample(np.random.default_rng(prompt_ss), n)
     output = cfg.output_tokens.sample(np.random.default_rng(output_ss), n)
-    return Workload(arrival_s=arrival_s, prompt_tokens=prompt, output_tokens=output)
+    predicted = cfg.length_predictor.predict(np.random.default_rng(predictor_ss), output)
+    return Workload(arrival_s=arrival_s, prompt_tokens=prompt, output_tokens=output,
+                    predicted_output_tokens=predicted)
