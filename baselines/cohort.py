@@ -8,7 +8,7 @@ from abc import abstractmethod
 
 from baselines.request_level import check_prompts_fit, fcfs_whole_prompts
 from llm_serving_env.sim.batch import Batch, Wait
-from llm_serving_env.sim.scheduler import DecisionView, RequestTable, Scheduler
+from llm_serving_env.sim.scheduler import DecisionView, Scheduler, WorkloadLimits
 
 __all__ = ["CohortBatcher", "cohort_candidate"]
 
@@ -36,8 +36,8 @@ class CohortBatcher(Scheduler):
     :func:`cohort_candidate`) is prefilled at once; otherwise the cohort waits until
     :meth:`hold_until` (an arrival re-offers the GPU earlier), then is prefilled."""
 
-    def check_feasible(self, requests: RequestTable) -> None:
-        check_prompts_fit(requests, self.sim_config, self.name)
+    def check_feasible(self, limits: WorkloadLimits) -> None:
+        check_prompts_fit(limits, self.sim_config.gpus, self.name)
 
     @abstractmethod
     def hold_until(self, view: DecisionView, batch: Batch) -> float:

@@ -25,15 +25,20 @@ from __future__ import annotations
 
 from baselines.request_level import check_prompts_fit, fcfs_whole_prompts
 from llm_serving_env.sim.batch import Batch, Wait
-from llm_serving_env.sim.scheduler import DecisionView, RequestTable, Scheduler, register_scheduler
+from llm_serving_env.sim.scheduler import (
+    DecisionView,
+    Scheduler,
+    WorkloadLimits,
+    register_scheduler,
+)
 
 
 @register_scheduler("orca")
 class OrcaScheduler(Scheduler):
     """Orca iteration-level scheduling (see the module docstring)."""
 
-    def check_feasible(self, requests: RequestTable) -> None:
-        check_prompts_fit(requests, self.sim_config, self.name)
+    def check_feasible(self, limits: WorkloadLimits) -> None:
+        check_prompts_fit(limits, self.sim_config.gpus, self.name)
 
     def schedule(self, view: DecisionView) -> Batch | Wait:
         decodes = view.decoding[: view.max_batch_tokens]

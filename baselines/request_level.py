@@ -20,10 +20,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from llm_serving_env.config.sim_config import SimConfig
+from llm_serving_env.config.sections import GpuConfig
 from llm_serving_env.schema.fields import ConfigError
 from llm_serving_env.sim.batch import Batch, Wait
-from llm_serving_env.sim.scheduler import DecisionView, RequestTable, Scheduler, register_scheduler
+from llm_serving_env.sim.scheduler import (
+    DecisionView,
+    Scheduler,
+    WorkloadLimits,
+    register_scheduler,
+)
 
 
 def fcfs_whole_prompts(view: DecisionView, token_limit: int, slots: int) -> Batch | None:
@@ -42,26 +47,23 @@ def fcfs_whole_prompts(view: DecisionView, token_limit: int, slots: int) -> Batc
     return Batch(prefill_ids=ids, prefill_tokens=tokens)
 
 
-def check_prompts_fit(requests: RequestTable, sim_config: SimConfig, scheduler: str) -> None:
+def check_prompts_fit(limits: WorkloadLimits, gpus: GpuConfig, scheduler: str) -> None:
     """Error if a prefill could exceed ``max_batch_tokens`` under a policy that cannot chunk.
 
     With limited KV memory a preempted request recomputes prompt + generated tokens, up to
-    L + B - 1, in one prefill; a scheduler does not know B, so the bound uses the largest
-    output the workload allows (``workload.output_tokens``' maximum, a serving engine's
-    ``max_tokens``).
+    L + B - 1 for the longest prompt and output the run allows, so that bound applies
+    instead of L.
     """
-    gpus = sim_config.gpus
     max_batch_tokens = gpus.max_batch_tokens
     recompute = gpus.kv_capacity_tokens is not None
-    extra = sim_config.workload.output_tokens.max_value() - 1 if recompute else 0
-    longest = int(requests.prompt_tokens.max(initial=0)) + extra
+    longest = limits.max_prompt_tokens + (limits.max_output_tokens - 1 if recompute else 0)
     if longest > max_batch_tokens:
-        what = ("prefill (prompt + up to the largest output after a preemption)" if recompute
+        what = ("prefill (prompt + up to the longest output after a preemption)" if recompute
                 else "prompt")
         raise ConfigError(
             f"gpus.max_batch_tokens = {max_batch_tokens}: scheduler {scheduler!r} prefills whole "
-            f"prompts, but the workload has a {what} of {longest} tokens, which could never run; "
-            "raise gpus.max_batch_tokens, shorten the prompts, or use a chunking scheduler "
+            f"prompts, but the workload allows a {what} of {longest} tokens, which could never "
+            "run; raise gpus.max_batch_tokens, shorten the prompts, or use a chunking scheduler "
             "such as 'hybrid'")
 
 
@@ -69,8 +71,8 @@ def check_prompts_fit(requests: RequestTable, sim_config: SimConfig, scheduler: 
 class RequestLevelScheduler(Scheduler):
     """FasterTransformer-style request-level batching (see the module docstring)."""
 
-    def check_feasible(self, requests: RequestTable) -> None:
-        check_prompts_fit(requests, self.sim_config, self.name)
+    def check_feasible(self, limits: WorkloadLimits) -> None:
+        check_prompts_fit(limits, self.sim_config.gpus, self.name)
 
     def schedule(self, view: DecisionView) -> Batch | Wait:
         if view.decoding.size:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -65,5 +64,4 @@ def hand_view(cfg: SimConfig, now_s: float, prompts: Sequence[int],
         prefill_target_tokens=prompt.copy(), generated_tokens=generated, last_token_s=last,
         gpu=gpu, kv_tokens=zeros.copy(), kv_blocks=zeros.copy())
     return DecisionView(now_s, 0, np.asarray(waiting, dtype=np.int64), 0, dec, int(dec.size),
-                        cfg.gpus.max_batch_tokens, cfg.gpus.max_batch_requests, math.inf,
-                        table)
+                        cfg.gpus.max_batch_tokens, cfg.gpus.max_batch_requests, table)

@@ -55,7 +55,7 @@ def run_and_record(cfg, policy, seed):
     sim = Simulator(cfg, seed=seed)
     sim.reset()
     sched = make_scheduler(cfg, policy)
-    sched.check_feasible(sim.table)
+    sched.check_feasible(sim.limits)
     sched.reset(sim.policy_rng)
     executed = []
     capacity = sim.kv_capacity_blocks

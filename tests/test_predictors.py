@@ -12,7 +12,7 @@ import llm_serving_env as lse
 from llm_serving_env.env import LLMServingEnv
 from llm_serving_env.schema.fields import ConfigError
 from llm_serving_env.sim.batch import Batch, Wait
-from llm_serving_env.sim.scheduler import DecisionView, RequestTable, Scheduler
+from llm_serving_env.sim.scheduler import DecisionView, Scheduler
 from llm_serving_env.workload.generate import generate_workload
 from llm_serving_env.workload.predictors import BucketPredictor, LognormalPredictor
 
@@ -109,8 +109,8 @@ class Snoop(Scheduler):
         self.inner = lse.make_scheduler(cfg, "hybrid")
         self.seen: dict[str, np.ndarray] = {}
 
-    def check_feasible(self, requests: RequestTable) -> None:
-        self.collect("check_feasible", requests)
+    def check_feasible(self, limits) -> None:
+        self.limits = limits
 
     def collect(self, where: str, obj) -> None:
         for name in dir(obj):
@@ -193,3 +193,30 @@ def test_least_tokens_routes_by_estimated_not_true_output(predictor, expected):
                       output_tokens=outputs, predicted_output_tokens=told)
         routes.append(lse.simulate(cfg, "hybrid", workload=wl).first_gpu.tolist())
     assert tuple(routes) == expected
+
+
+class Future(Scheduler):
+    """hybrid's batches; checks at every decision that nothing about requests that have not
+    arrived yet is visible."""
+
+    name = "future"
+
+    def __init__(self, cfg):
+        super().__init__(None, cfg)
+        self.inner = lse.make_scheduler(cfg, "hybrid")
+        self.checked = 0
+
+    def schedule(self, view: DecisionView) -> Batch | Wait:
+        t, k = view.requests, view.num_arrived
+        assert np.isnan(t.arrival_s[k:]).all() and not t.prompt_tokens[k:].any()
+        assert np.isnan(t.predicted_output_tokens[k:]).all()
+        assert (t.arrival_s[:k] <= view.now_s).all() and t.prompt_tokens[:k].all()
+        self.checked += 1
+        return self.inner.schedule(view)
+
+
+def test_a_scheduler_sees_no_request_before_it_arrives():
+    cfg = config("oracle")
+    policy = Future(cfg)
+    lse.simulate(cfg, policy=policy, seed=2)
+    assert policy.checked > cfg.num_requests

@@ -57,13 +57,14 @@ def decision(cfg, now, prompts, *, waiting=(), num_partial=0, prefilled=None, de
         last[decoding] = last_token
     zeros = np.zeros(n, dtype=np.int64)
     table = RequestTable(
-        arrival_s=np.zeros(n), prompt_tokens=prompts, output_tokens=np.full(n, 10),
+        arrival_s=np.zeros(n), prompt_tokens=prompts,
+        predicted_output_tokens=np.full(n, np.nan),
         prefilled_tokens=zeros.copy() if prefilled is None else np.asarray(prefilled),
         prefill_target_tokens=prompts.copy(), generated_tokens=zeros.copy(), last_token_s=last,
         gpu=gpu, kv_tokens=zeros.copy() if kv_tokens is None else np.asarray(kv_tokens),
         kv_blocks=zeros.copy() if kv_blocks is None else np.asarray(kv_blocks))
     view = DecisionView(now, 0, waiting, num_partial, decoding, num_partial + decoding.size,
-                        cfg.gpus.max_batch_tokens, cfg.gpus.max_batch_requests, math.inf, table,
+                        cfg.gpus.max_batch_tokens, cfg.gpus.max_batch_requests, table,
                         kv_free_blocks, 16)
     policy = make_scheduler(cfg)
     policy.reset(np.random.default_rng(0))

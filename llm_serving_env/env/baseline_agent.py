@@ -45,7 +45,7 @@ class BaselineAgent:
             policy = self.policy
             scheduler = (policy if isinstance(policy, Scheduler)
                          else make_scheduler(base.config, policy))
-            scheduler.check_feasible(base.sim.table)
+            scheduler.check_feasible(base.sim.limits)
             scheduler.reset(base.sim.policy_rng)
             self.scheduler = scheduler
         return self.scheduler.schedule(view)

@@ -33,7 +33,7 @@ from llm_serving_env.hardware.service import ServiceModel
 from llm_serving_env.schema.fields import ConfigError
 from llm_serving_env.sim.batch import Batch, SchedulingError, Wait
 from llm_serving_env.sim.result import RunResult
-from llm_serving_env.sim.scheduler import DecisionView, RequestTable
+from llm_serving_env.sim.scheduler import DecisionView, RequestTable, WorkloadLimits
 from llm_serving_env.workload.generate import Workload, generate_workload
 
 if TYPE_CHECKING:
@@ -221,9 +221,15 @@ class Simulator:
         self.finish_s = np.full(n, np.nan)
         self.last_token_s = np.full(n, np.nan)
         self.preemptions = np.zeros(n, dtype=np.int32)
+        # what schedulers see of each request is revealed when it arrives (NaN / 0 before):
+        # no policy can read future arrival times, prompts or predictions
+        self._predicted = np.asarray(w.predicted_output_tokens, dtype=np.float64)
+        self._public_arrival_s = np.full(n, np.nan)
+        self._public_prompt = np.zeros(n, dtype=np.int64)
+        self._public_predicted = np.full(n, np.nan)
         self.table = RequestTable(
-            arrival_s=self.arrival_s, prompt_tokens=self.prompt,
-            predicted_output_tokens=np.asarray(w.predicted_output_tokens, dtype=np.float64),
+            arrival_s=self._public_arrival_s, prompt_tokens=self._public_prompt,
+            predicted_output_tokens=self._public_predicted,
             prefilled_tokens=self.prefilled, prefill_target_tokens=self.target,
             generated_tokens=self.generated, last_token_s=self.last_token_s, gpu=self.gpu_of,
             kv_tokens=self.kv_tokens, kv_blocks=self.kv_blocks)
@@ -309,8 +315,11 @@ class Simulator:
         return DecisionView(
             self.now_s, g, waiting, partial.size, self.decoding[g],
             partial.size + self.decoding[g].size, self.max_batch_tokens,
-            self.max_batch_requests, self.next_arrival_s, self.table, kv_free,
-            self.kv_block_tokens, self.roles[g])
+            self.max_batch_requests, self.table, kv_free, self.kv_block_tokens, self.roles[g],
+            num_arrived=self.next_arrival, num_finished=self.num_finished,
+            kv_capacity_blocks=(self.kv_capacity_blocks if self.kv_enabled else math.inf),
+            other_gpus_busy=sum(1 for h in range(self.num_gpus)
+                                if h != g and self.busy_until[h] != _INF))
 
     def next_decision(self) -> DecisionView | None:
         """Advance simulated time to the next decision point and return its view.
@@ -365,11 +374,19 @@ class Simulator:
                         parked[g] = False
                         wait_until[g] = _INF
 
+    @property
+    def limits(self) -> WorkloadLimits:
+        """The longest prompt and output of this run's requests (for ``check_feasible``)."""
+        return WorkloadLimits(int(self.prompt.max(initial=0)), int(self.output.max(initial=0)))
+
     def _admit_arrivals(self, t: float) -> None:
         start = self.next_arrival
         stop = int(np.searchsorted(self.arrival_s, t, side="right"))
         self.next_arrival = stop
         self.next_arrival_s = float(self.arrival_s[stop]) if stop < self.n else _INF
+        self._public_arrival_s[start:stop] = self.arrival_s[start:stop]
+        self._public_prompt[start:stop] = self.prompt[start:stop]
+        self._public_predicted[start:stop] = self._predicted[start:stop]
         if self._num_queues == 1:
             new = np.arange(start, stop, dtype=np.int64)
             self.queue_of[start:stop] = 0

@@ -59,6 +59,16 @@ class RequestTable:
             setattr(self, name, arrays[name])
 
 
+@dataclasses.dataclass(frozen=True)
+class WorkloadLimits:
+    """The limits a run's requests stay within, as a serving engine's ``max_model_len`` and
+    ``max_tokens`` would state them: the longest prompt and the longest output (tokens). All a
+    scheduler learns of the workload before it starts (:meth:`Scheduler.check_feasible`)."""
+
+    max_prompt_tokens: int
+    max_output_tokens: int
+
+
 class DecisionView:
     """What a scheduler sees when ``gpu`` is free at time ``now_s``.
 
@@ -74,25 +84,31 @@ class DecisionView:
             (partially prefilled; they hold a slot already).
         resident: requests holding a slot on this GPU (partial prefills + decoding).
         max_batch_tokens, max_batch_requests: the GPU's limits (K and the slot count).
-        next_arrival_s: time of the next arrival (inf if none).
         requests: the read-only :class:`RequestTable`.
         kv_free_blocks: free KV-cache blocks on this GPU (inf when memory is unlimited).
         kv_block_tokens: tokens per KV block.
         role: ``"mixed"`` (prefill and decode), or under disaggregation ``"prefill"`` or
             ``"decode"`` (a decode GPU's ``waiting`` is always empty).
+        num_arrived, num_finished: requests arrived and finished so far (all GPUs).
+        kv_capacity_blocks: this GPU's KV-cache blocks (inf when memory is unlimited).
+        other_gpus_busy: how many other GPUs are running a batch.
+
+    Nothing here tells the future: ``requests`` reveals a request's arrival time, prompt
+    and predicted output length only once it has arrived, and no true output length at all.
     """
 
     __slots__ = (
         "now_s", "gpu", "waiting", "num_partial", "decoding", "resident", "max_batch_tokens",
-        "max_batch_requests", "next_arrival_s", "requests", "kv_free_blocks", "kv_block_tokens",
-        "role",
+        "max_batch_requests", "requests", "kv_free_blocks", "kv_block_tokens", "role",
+        "num_arrived", "num_finished", "kv_capacity_blocks", "other_gpus_busy",
     )
 
     def __init__(self, now_s: float, gpu: int, waiting: np.ndarray, num_partial: int,
                  decoding: np.ndarray, resident: int, max_batch_tokens: int,
-                 max_batch_requests: int, next_arrival_s: float, requests: RequestTable,
+                 max_batch_requests: int, requests: RequestTable,
                  kv_free_blocks: float = math.inf, kv_block_tokens: int = 16,
-                 role: str = "mixed") -> None:
+                 role: str = "mixed", *, num_arrived: int = 0, num_finished: int = 0,
+                 kv_capacity_blocks: float = math.inf, other_gpus_busy: int = 0) -> None:
         self.now_s = now_s
         self.gpu = gpu
         self.waiting = waiting
@@ -101,11 +117,14 @@ class DecisionView:
         self.resident = resident
         self.max_batch_tokens = max_batch_tokens
         self.max_batch_requests = max_batch_requests
-        self.next_arrival_s = next_arrival_s
         self.requests = requests
         self.kv_free_blocks = kv_free_blocks
         self.kv_block_tokens = kv_block_tokens
         self.role = role
+        self.num_arrived = num_arrived
+        self.num_finished = num_finished
+        self.kv_capacity_blocks = kv_capacity_blocks
+        self.other_gpus_busy = other_gpus_busy
 
     def remaining_prompt(self, ids: np.ndarray) -> np.ndarray:
         """Prefill tokens still to process for ``ids`` (int64, same shape)."""
@@ -184,8 +203,9 @@ class Scheduler(ABC):
         """Called once per run before the first decision; ``rng`` is the policy's own stream."""
         self.rng = rng
 
-    def check_feasible(self, requests: RequestTable) -> None:  # noqa: B027 - optional hook
-        """Raise ``ConfigError`` if some request could never be served by this policy."""
+    def check_feasible(self, limits: WorkloadLimits) -> None:  # noqa: B027 - optional hook
+        """Raise ``ConfigError`` if a request within ``limits`` could never be served by this
+        policy (called once before the run)."""
 
     @abstractmethod
     def schedule(self, view: DecisionView) -> Batch | Wait:
@@ -307,9 +327,9 @@ class PooledScheduler(Scheduler):
         for scheduler in self.by_role.values():
             scheduler.reset(rng)
 
-    def check_feasible(self, requests: RequestTable) -> None:
+    def check_feasible(self, limits: WorkloadLimits) -> None:
         for scheduler in self.by_role.values():
-            scheduler.check_feasible(requests)
+            scheduler.check_feasible(limits)
 
     def schedule(self, view: DecisionView) -> Batch | Wait:
         return self.by_role[view.role].schedule(view)

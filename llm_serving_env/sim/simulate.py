@@ -34,7 +34,7 @@ def run_policy(sim: Simulator, policy: Scheduler, progress: bool = False) -> Run
     ``progress``: show a tqdm bar (stderr) of finished requests, updated every
     :data:`PROGRESS_EVERY` decisions (the loop without it is untouched).
     """
-    policy.check_feasible(sim.table)
+    policy.check_feasible(sim.limits)
     policy.reset(sim.policy_rng)
     schedule, execute, next_decision = policy.schedule, sim.execute, sim.next_decision
     if not progress:
