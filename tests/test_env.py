@@ -492,7 +492,7 @@ def test_observation_values_match_their_definitions():
         since = now - t.last_token_s[r]
         assert value["decoding_since_last_token_0"] == pytest.approx(since / (since + 0.06),
                                                                      rel=1e-6)
-        g, m = t.generated_tokens[r], env.output_scale
+        g, m = t.generated_tokens[r], env.observer.output_scale
         assert value["decoding_generated_0"] == pytest.approx(g / (g + m), rel=1e-6)
         # the default predictor knows nothing: no remaining-output information
         assert value["decoding_predicted_remaining_0"] == 0.0

@@ -28,8 +28,8 @@ import numpy as np
 from gymnasium import spaces
 
 from llm_serving_env.config.sim_config import SimConfig
+from llm_serving_env.env.observation import Observer
 from llm_serving_env.env.rewards import REWARDS, RewardTracker
-from llm_serving_env.hardware.service import ServiceModel
 from llm_serving_env.schema.fields import ConfigError
 from llm_serving_env.sim.batch import Batch, Wait
 from llm_serving_env.sim.batching import fill_prefill_budget
@@ -38,7 +38,7 @@ from llm_serving_env.sim.result import RunResult
 from llm_serving_env.sim.scheduler import DecisionView
 from llm_serving_env.sim.simulate import as_config
 
-__all__ = ["ENV_ID", "GLOBAL_FEATURES", "LLMServingEnv", "integer_action"]
+__all__ = ["ENV_ID", "LLMServingEnv", "integer_action"]
 
 #: The id under which the environment is registered with Gymnasium.
 ENV_ID = "LLMServing-v0"
@@ -47,18 +47,6 @@ _INF = math.inf
 _NONE = np.zeros(0, dtype=np.int64)
 _NONE.flags.writeable = False
 
-#: Names of the global observation features, in order (see :class:`LLMServingEnv`).
-GLOBAL_FEATURES = (
-    "waiting", "waiting_prompt_tokens", "partial", "decoding", "resident", "kv_used",
-    "oldest_waiting_age", "max_decode_stall", "arrival_rate", "arrived_fraction",
-    "in_system", "other_gpus_busy", "gpu_index", "role_mixed", "role_prefill", "role_decode",
-)
-#: Per-slot features of the first ``num_slots`` entries of ``view.waiting``.
-WAITING_FEATURES = ("occupied", "remaining_prompt", "remaining_fraction", "age", "resident")
-#: Per-slot features of the first ``num_slots`` entries of ``view.decoding``.
-DECODING_FEATURES = ("occupied", "since_last_token", "generated", "predicted_remaining",
-                     "age")
-_ROLES = ("mixed", "prefill", "decode")
 
 
 def integer_action(action: Any, space: spaces.Space) -> np.ndarray:
@@ -282,29 +270,17 @@ class LLMServingEnv(gym.Env):
         self.num_levels = len(ladder) + 1  # L: the "whole remaining prompt" level
         self._ladder = np.asarray(ladder, dtype=np.int64)
 
-        # ---- scales (documented in the class docstring)
-        service = ServiceModel.from_config(cfg.service, np.random.default_rng(0))
-        self.token_scale = float(max(ladder))
-        self.time_unit_s = float(service.mean_s(int(max(ladder))))
         slo = cfg.slo
-        self.ttft_scale_s = slo.ttft_ms / 1000.0 if slo is not None else 10.0 * self.time_unit_s
-        self.tbt_scale_s = slo.tbt_ms / 1000.0 if slo is not None else self.time_unit_s
         self._slo_ttft_s = slo.ttft_ms / 1000.0 if slo is not None else _INF
         self._slo_tbt_s = slo.tbt_ms / 1000.0 if slo is not None else _INF
-        self.rate_scale = float(getattr(cfg.workload.arrival, "rate_per_s", 1.0))
-        self.rate_window_s = 100.0 / self.rate_scale
-        self.output_scale = float(cfg.workload.output_tokens.mean())
+        self.observer = Observer(cfg, num_slots=n, token_scale=float(max(ladder)))
 
         # ---- spaces
-        self.num_global = len(GLOBAL_FEATURES)
-        self.obs_size = self.num_global + n * (len(WAITING_FEATURES) + len(DECODING_FEATURES))
+        self.obs_size = self.observer.size
         self.observation_space = spaces.Box(0.0, 1.0, (self.obs_size,), np.float32)
         self.action_space = spaces.MultiDiscrete(
             np.array([self.num_levels + 1] * n + [2] * n + [2], dtype=np.int64))
-        self.observation_names = (
-            list(GLOBAL_FEATURES)
-            + [f"waiting_{f}_{i}" for f in WAITING_FEATURES for i in range(n)]
-            + [f"decoding_{f}_{i}" for f in DECODING_FEATURES for i in range(n)])
+        self.observation_names = self.observer.names
         self._mask_size = n * (self.num_levels + 1) + 2 * n + 2
         self._action_high = self.action_space.nvec - 1
         base = np.zeros(self._mask_size, dtype=bool)
@@ -317,9 +293,7 @@ class LLMServingEnv(gym.Env):
                                    np.iinfo(np.int64).max)[None, :]
 
         self.sim = Simulator(cfg, seed=0)
-        self._roles = [_ROLES.index(r) for r in self.sim.roles]
         self.num_gpus = self.sim.num_gpus
-        self._build_transform()
         self._reward = RewardTracker(self.sim, reward, self.reward_scale,
                                      self._slo_ttft_s, self._slo_tbt_s)
         self.episode_id = 0
@@ -340,16 +314,12 @@ class LLMServingEnv(gym.Env):
         self.episode_id += 1
         self._steps = 0
         self._reward.reset()
-        self._rate = 0.0
-        self._rate_t = 0.0
-        self._rate_n = 0
         self._view = sim.next_decision()
         self._mask_cache = None
         self._active = self._view is not None
-        self._rate_t = sim.now_s
-        self._rate_n = sim.next_arrival
-        self._rate = self._rate_n / self.rate_window_s
-        return self._observe(), {"sim_seed": sim_seed, "gpu": self._gpu(), "now_s": sim.now_s}
+        self.observer.reset()
+        info = {"sim_seed": sim_seed, "gpu": self._gpu(), "now_s": sim.now_s}
+        return self.observer.observe(self._view), info
 
     def step(self, action: np.ndarray | Batch | Wait
              ) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
@@ -376,14 +346,7 @@ class LLMServingEnv(gym.Env):
         self._view = view = sim.next_decision()
         self._mask_cache = None
         reward = self._reward.collect()
-        # EWMA of the arrival rate (window rate_window_s), arrivals counted at decision points
         now = sim.now_s
-        arrived = sim.next_arrival
-        window = self.rate_window_s
-        self._rate = (self._rate * math.exp((self._rate_t - now) / window)
-                      + (arrived - self._rate_n) / window)
-        self._rate_t = now
-        self._rate_n = arrived
         self._steps += 1
         terminated = view is None
         truncated = not terminated and (
@@ -393,7 +356,7 @@ class LLMServingEnv(gym.Env):
             self._active = False
         info = {"repaired": repaired, "gpu": -1 if terminated else view.gpu, "now_s": now,
                 "num_finished": sim.num_finished}
-        return self._observe(), reward, terminated, truncated, info
+        return self.observer.observe(view), reward, terminated, truncated, info
 
     def render(self) -> None:
         """No rendering (``render_mode`` None only)."""
@@ -568,105 +531,6 @@ class LLMServingEnv(gym.Env):
                 mask[-1] = nd > n
         self._mask_cache = mask
         return mask.copy()
-
-    # ------------------------------------------------------------------ observation
-    def _build_transform(self) -> None:
-        """Per-entry constants of ``obs = raw / (alpha * raw + scale)``: saturating features
-        have alpha 1 (x / (x + scale)), direct ones (flags, fractions) alpha 0, scale 1."""
-        n = self.num_slots
-        alpha = np.zeros(self.obs_size)
-        scale = np.ones(self.obs_size)
-        base = self.num_global
-        w_scales = (None, self.token_scale, None, self.ttft_scale_s, None)
-        d_scales = (None, self.tbt_scale_s, self.output_scale, self.output_scale,
-                    self.ttft_scale_s)
-        for k, sc in enumerate(w_scales + d_scales):
-            if sc is not None:
-                alpha[base + k * n: base + (k + 1) * n] = 1.0
-                scale[base + k * n: base + (k + 1) * n] = sc
-        self._alpha, self._scale = alpha, scale
-        self._raw = np.zeros(self.obs_size)
-
-    def _observe(self) -> np.ndarray:
-        """The observation at the current decision point (see the class docstring).
-
-        Per-slot raw values are written with numpy slices into a preallocated float64 vector,
-        then one vectorized ``raw / (alpha * raw + scale)`` makes the float32 observation."""
-        raw = self._raw
-        raw.fill(0.0)
-        sim = self.sim
-        view = self._view
-        if view is None:
-            raw[9] = 1.0
-            return raw.astype(np.float32)
-        n = self.num_slots
-        now = view.now_s
-        t = view.requests
-        arrival = t.arrival_s
-        waiting = view.waiting
-        nw_all = waiting.size
-        # ---- waiting slots: occupied, remaining, remaining fraction, age, resident
-        if nw_all:
-            w = waiting[:n]
-            nw = w.size
-            o = self.num_global
-            tgt = t.prefill_target_tokens[w]
-            rem = tgt - t.prefilled_tokens[w]
-            age = now - arrival[w]
-            raw[o: o + nw] = 1.0
-            raw[o + n: o + n + nw] = rem
-            raw[o + 2 * n: o + 2 * n + nw] = rem / tgt
-            raw[o + 3 * n: o + 3 * n + nw] = age
-            raw[o + 4 * n: o + 4 * n + min(view.num_partial, nw)] = 1.0
-            tokens = sum(rem.tolist())
-            oldest = max(age.tolist())
-            if nw_all > n:
-                rest = waiting[n:]
-                tokens += int((t.prefill_target_tokens[rest] - t.prefilled_tokens[rest]).sum())
-                oldest = max(oldest, now - float(arrival[rest].min()))
-        else:
-            tokens = oldest = 0.0
-        # ---- decoding slots: occupied, since last token, generated, predicted left, age
-        decoding = view.decoding
-        nd_all = decoding.size
-        if nd_all:
-            d = decoding[:n]
-            nd = d.size
-            o = self.num_global + len(WAITING_FEATURES) * n
-            gen = t.generated_tokens[d]
-            predicted = t.predicted_output_tokens[d]
-            since = now - t.last_token_s[d]
-            raw[o: o + nd] = 1.0
-            raw[o + n: o + n + nd] = since
-            raw[o + 2 * n: o + 2 * n + nd] = gen
-            left = predicted - gen
-            raw[o + 3 * n: o + 3 * n + nd] = np.where(left > 0.0, left, 0.0)  # NaN -> 0
-            raw[o + 4 * n: o + 4 * n + nd] = now - arrival[d]
-            stall = (max(since.tolist()) if nd_all <= n
-                     else now - float(t.last_token_s[decoding].min()))
-        else:
-            stall = 0.0
-        # ---- globals (GLOBAL_FEATURES order)
-        r_max = self.max_batch_requests
-        in_system = sim.next_arrival - sim.num_finished
-        kv = (1.0 - view.kv_free_blocks / sim.kv_capacity_blocks) if sim.kv_enabled else 0.0
-        rate = self._rate
-        g = view.gpu
-        if self.num_gpus > 1:
-            busy = sum(1 for b in sim.busy_until if b != _INF) / (self.num_gpus - 1)
-            index = g / (self.num_gpus - 1)
-        else:
-            busy = index = 0.0
-        npart = view.num_partial
-        raw[:13] = (nw_all / (nw_all + n), tokens / (tokens + self.max_batch_tokens),
-                    npart / (npart + n), nd_all / (nd_all + n), view.resident / r_max, kv,
-                    oldest / (oldest + self.ttft_scale_s), stall / (stall + self.tbt_scale_s),
-                    rate / (rate + self.rate_scale), sim.next_arrival / sim.n,
-                    in_system / (in_system + r_max), busy, index)
-        raw[13 + self._roles[g]] = 1.0
-        denom = self._alpha * raw
-        denom += self._scale
-        return (raw / denom).astype(np.float32)
 
 
 # ---------------------------------------------------------------------- baselines through the env
