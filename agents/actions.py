@@ -54,7 +54,7 @@ from llm_serving_env.sim.scheduler import DecisionView, make_scheduler
 from llm_serving_env.sim.simulate import as_config
 
 __all__ = ["ACTION_SPACES", "ORDERS", "EpisodeStatsWrapper", "SeedRangeWrapper", "SloActionWrapper",
-           "make_env"]
+           "SloModes", "make_env"]
 
 ORDERS = ("srpt", "triage", "fcfs")
 #: Action spaces of :func:`make_env`: this module's wrapper, the env's compact wrapper, the
@@ -66,17 +66,14 @@ _NONE.flags.writeable = False
 _EPS_S = 1e-9
 
 
-class SloActionWrapper(gym.Wrapper):
-    """``Discrete(len(budgets) * len(orders))`` scheduling modes around ``slo_aware``; see the
-    module docstring. Observation, reward and episodes are the wrapped env's."""
+class SloModes:
+    """The ``len(budgets) * len(orders)`` scheduling modes around ``slo_aware`` (see the
+    module docstring), composed from a :class:`~llm_serving_env.sim.scheduler.DecisionView`
+    alone: the action space of :class:`SloActionWrapper` and of the learned scheduler run as a
+    plain scheduler."""
 
-    def __init__(self, env: gym.Env, budgets: Sequence[str | int] = ("deadline", 1024, 2048),
+    def __init__(self, cfg: SimConfig, budgets: Sequence[str | int] = ("deadline", 1024, 2048),
                  orders: Sequence[str] = ("srpt", "triage")) -> None:
-        super().__init__(env)
-        base = env.unwrapped
-        if not isinstance(base, LLMServingEnv):
-            raise TypeError("SloActionWrapper wraps an LLMServingEnv")
-        cfg: SimConfig = base.config
         if cfg.slo is None:
             raise ConfigError("the 'slo' action space builds on slo_aware and needs an SLO: set "
                               "slo: {ttft_ms, tbt_ms} in the config", "slo", None)
@@ -101,7 +98,6 @@ class SloActionWrapper(gym.Wrapper):
         self.scheduler = make_scheduler(cfg, "slo_aware")
         self.ttft_s = cfg.slo.ttft_ms / 1000.0
 
-    # ------------------------------------------------------------------ actions
     def decode(self, action: Any) -> tuple[str | int, str]:
         """(budget, order) of a flat action."""
         a = integer_action(action, self.action_space).reshape(-1)
@@ -154,6 +150,29 @@ class SloActionWrapper(gym.Wrapper):
         else:
             ids, tokens = self._prefill(view, order, left, slots, T, b)
         return assemble_batch(view, dec, crit, rest, ids, tokens, left, b)
+
+
+class SloActionWrapper(gym.Wrapper):
+    """``Discrete(len(budgets) * len(orders))`` scheduling modes around ``slo_aware``; see the
+    module docstring. Observation, reward and episodes are the wrapped env's."""
+
+    def __init__(self, env: gym.Env, budgets: Sequence[str | int] = ("deadline", 1024, 2048),
+                 orders: Sequence[str] = ("srpt", "triage")) -> None:
+        super().__init__(env)
+        base = env.unwrapped
+        if not isinstance(base, LLMServingEnv):
+            raise TypeError("SloActionWrapper wraps an LLMServingEnv")
+        self.modes = SloModes(base.config, budgets, orders)
+        self.budgets, self.orders = self.modes.budgets, self.modes.orders
+        self.action_space = self.modes.action_space
+
+    def decode(self, action: Any) -> tuple[str | int, str]:
+        """(budget, order) of a flat action."""
+        return self.modes.decode(action)
+
+    def compose(self, view: DecisionView, budget: str | int, order: str) -> Batch | Wait:
+        """The batch (or Wait) of mode (budget, order) at ``view``."""
+        return self.modes.compose(view, budget, order)
 
     def action_masks(self) -> np.ndarray:
         """Every mode is always valid (for MaskablePPO's interface)."""

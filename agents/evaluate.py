@@ -5,7 +5,7 @@
 
 Policies: registered scheduler names (run with ``simulate``), ``ppo:PATH`` /
 ``maskable_ppo:PATH`` (a model trained by ``llm-serving train``; run through its env, see
-:class:`agents.policy.LearnedScheduler`), ``mode:K`` (one fixed action of the ``slo`` action
+:class:`agents.policy.TrainedModel`), ``mode:K`` (one fixed action of the ``slo`` action
 space at every step, e.g. ``mode:1`` = ``slo_aware`` with the triage order: the building
 blocks the learned policy chooses between, for ablation), and ``all`` for every
 registered scheduler (may be combined with the others: ``all,ppo:PATH``).
@@ -88,13 +88,13 @@ _AGENTS: dict[str, Any] = {}
 
 
 def _agent(spec: PolicySpec):
-    """The (per-process cached) LearnedScheduler / ModeScheduler of a policy spec."""
-    from agents.policy import LearnedScheduler, ModeScheduler
+    """The (per-process cached) TrainedModel / FixedMode of a policy spec."""
+    from agents.policy import FixedMode, TrainedModel
 
     agent = _AGENTS.get(spec.text)
     if agent is None:
-        agent = (LearnedScheduler(spec.target) if spec.kind == "learned"
-                 else ModeScheduler(int(spec.target)))
+        agent = (TrainedModel(spec.target) if spec.kind == "learned"
+                 else FixedMode(int(spec.target)))
         _AGENTS[spec.text] = agent
     return agent
 

@@ -1,23 +1,29 @@
-"""A trained model as a scheduler: :class:`LearnedScheduler` loads ``agents/zoo/NAME.zip`` and
-its sidecar ``NAME.json`` and acts through the env it was trained in.
+"""Trained models as schedulers.
 
-The learned policy reads the env's observation (queue lengths, ages, decode stalls, the
-arrival-rate estimate, ... of ``LLMServingEnv``), which the simulator's ``DecisionView`` alone
-does not carry (the arrival-rate EWMA and counts of the whole run are kept by the env), so it
-acts through the env, not as a bare :class:`~llm_serving_env.sim.scheduler.Scheduler`:
+:class:`TrainedModel` loads ``agents/zoo/NAME.zip`` and its sidecar ``NAME.json`` and acts in
+the env it was trained in; :class:`LearnedScheduler` is the same policy as a plain
+:class:`~llm_serving_env.sim.scheduler.Scheduler`: it builds the env's observation from each
+``DecisionView`` (:class:`~llm_serving_env.env.observation.Observer`) and composes the chosen
+mode's batch from it, so ``simulate``, ``compare``, ``sweep`` and ``capacity`` accept
+``ppo:PATH`` (and ``mode:K``) like any scheduler name, with results identical, bit for bit, to
+running the model through its env (tested)::
 
-    agent = LearnedScheduler("agents/zoo/ppo_slo_bursty_chat.zip")
-    result = agent.run("configs/benchmarks/bursty_chat.yaml", seed=10_000)   # a RunResult
+    result = lse.simulate("configs/benchmarks/bursty_chat.yaml",
+                          policy="ppo:agents/zoo/ppo_slo_bursty_chat.zip", seed=10_000)
 
-    env = agent.make_env(config)          # the model's env: reward, action space, options
+    model = TrainedModel("agents/zoo/ppo_slo_bursty_chat.zip")
+    env = model.make_env(config)          # the model's env: reward, action space, options
     obs, _ = env.reset(seed=s)
-    obs, reward, terminated, truncated, info = env.step(agent.act(obs, env))
+    obs, reward, terminated, truncated, info = env.step(model.act(obs, env))
 
 ``act`` is deterministic (the most probable action) and runs the policy network in numpy
 (weights copied out of the torch model once; equal to ``model.predict(obs,
 deterministic=True)``, tested), which is several times faster than a torch forward pass per
-decision. ``ModeScheduler`` runs one fixed action of the ``slo`` action space at every decision
-point (the hand-written modes the learned policy chooses between; mode 0 is ``slo_aware``).
+decision. :class:`ModeScheduler` (``mode:K``) runs one fixed action of the ``slo`` action space
+at every decision point (the hand-written modes the learned policy chooses between; mode 0 is
+``slo_aware``); :class:`FixedMode` does the same through the env. As plain schedulers, models
+with the ``slo`` action space are supported (the shipped ones); the env's native and compact
+actions still need the env.
 """
 
 from __future__ import annotations
@@ -31,14 +37,18 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from agents.actions import make_env
+from agents.actions import SloModes, make_env
 from llm_serving_env.config.files import load_config, parse_override
 from llm_serving_env.config.sim_config import SimConfig
+from llm_serving_env.env.serving_env import make_observer
 from llm_serving_env.schema.fields import ConfigError
+from llm_serving_env.sim.batch import Batch, Wait
 from llm_serving_env.sim.result import RunResult
+from llm_serving_env.sim.scheduler import DecisionView, Scheduler
 from llm_serving_env.sim.simulate import as_config
 
-__all__ = ["LearnedScheduler", "ModelLoadError", "ModeScheduler", "run_agent"]
+__all__ = ["FixedMode", "LearnedScheduler", "ModeScheduler", "ModelLoadError", "TrainedModel",
+           "run_agent"]
 
 
 class ModelLoadError(FileNotFoundError):
@@ -69,7 +79,7 @@ def _activation(module: Any):
     raise ValueError(f"unsupported activation {type(module).__name__} in the policy network")
 
 
-class LearnedScheduler:
+class TrainedModel:
     """A trained SB3 model (PPO or MaskablePPO) and the env spec it was trained with.
 
     ``path``: the model zip; its sidecar ``NAME.json`` (written by ``llm-serving train``) must
@@ -242,10 +252,10 @@ def _masks(env: gym.Env) -> np.ndarray | None:
         e = e.env
 
 
-class ModeScheduler:
+class FixedMode:
     """One fixed action of the ``slo`` action space (default budgets and orders) at every
-    decision point: mode 0 = ``slo_aware``, 1 = ``slo_aware`` with the triage order, ... (see
-    :mod:`agents.actions`)."""
+    decision point, through the env: mode 0 = ``slo_aware``, 1 = ``slo_aware`` with the triage
+    order, ... (see :mod:`agents.actions`)."""
 
     def __init__(self, mode: int, spec: Mapping[str, Any] | None = None) -> None:
         self.mode = int(mode)
@@ -267,3 +277,100 @@ class ModeScheduler:
     def run(self, config: SimConfig | str | os.PathLike | Mapping[str, Any], seed: int = 0,
             env: gym.Env | None = None) -> RunResult:
         return run_agent(env if env is not None else self.make_env(config), self.act, seed)
+
+
+# ---------------------------------------------------------------------- plain schedulers
+_MODELS: dict[str, TrainedModel] = {}
+
+
+def load_model(path: str | os.PathLike) -> TrainedModel:
+    """The model at ``path``, loaded once per process (a sweep builds many schedulers)."""
+    key = str(Path(path).resolve())
+    if key not in _MODELS:
+        _MODELS[key] = TrainedModel(path)
+    return _MODELS[key]
+
+
+def _slo_modes(sim_config: SimConfig, spec: Mapping[str, Any]) -> SloModes:
+    kwargs = {k: spec[k] for k in ("budgets", "orders") if spec.get(k) is not None}
+    return SloModes(sim_config, **kwargs)
+
+
+class LearnedScheduler(Scheduler):
+    """A trained model of the ``slo`` action space as a plain scheduler (``ppo:PATH``): at each
+    decision point, the env's observation from the view, the model's deterministic action,
+    and that mode's batch.
+
+    Raises:
+        ConfigError: the model's action space is not ``slo`` (native and compact actions
+            need the env), or its observation size differs from this config's.
+    """
+
+    name = "ppo"
+
+    def __init__(self, model: TrainedModel | str | os.PathLike, sim_config: SimConfig) -> None:
+        super().__init__(None, sim_config)
+        self.model = model if isinstance(model, TrainedModel) else load_model(model)
+        spec = self.model.spec
+        kind = spec.get("action_space", "slo")
+        if kind != "slo":
+            raise ConfigError(f"model {self.model.path.name} acts in the {kind!r} action space; "
+                              "as a plain scheduler only 'slo' models run (evaluate it with "
+                              "'llm-serving evaluate', which drives its env)")
+        options = dict(spec.get("env_options") or {})
+        self.observer = make_observer(
+            sim_config, **{k: options[k] for k in ("num_slots", "chunk_ladder") if k in options})
+        if self.observer.size != self.model.observation_size:
+            raise ConfigError(f"model {self.model.path.name} expects observations of size "
+                              f"{self.model.observation_size}, this config gives "
+                              f"{self.observer.size}")
+        self.modes = _slo_modes(sim_config, spec)
+        self.spec_text = f"ppo:{self.model.path}"
+
+    @classmethod
+    def from_spec(cls, target: str, sim_config: SimConfig) -> LearnedScheduler:
+        try:
+            return cls(target, sim_config)
+        except ModelLoadError as exc:
+            raise ConfigError(str(exc)) from None
+
+    @property
+    def label(self) -> str:
+        return self.spec_text
+
+    def reset(self, rng: np.random.Generator) -> None:
+        super().reset(rng)
+        self.observer.reset()
+
+    def schedule(self, view: DecisionView) -> Batch | Wait:
+        action = self.model.act(self.observer.observe(view))
+        return self.modes.compose(view, *self.modes.decode(action))
+
+
+class ModeScheduler(Scheduler):
+    """Mode ``K`` of the ``slo`` action space (default budgets and orders) at every decision
+    point, as a plain scheduler (``mode:K``)."""
+
+    name = "mode"
+
+    def __init__(self, mode: int, sim_config: SimConfig) -> None:
+        super().__init__(None, sim_config)
+        self.modes = _slo_modes(sim_config, {})
+        if isinstance(mode, bool) or not 0 <= int(mode) < self.modes.action_space.n:
+            raise ConfigError(f"scheduler 'mode:{mode}': the mode must be an integer in "
+                              f"0..{self.modes.action_space.n - 1}")
+        self.budget, self.order = self.modes.decode(int(mode))
+        self.mode = int(mode)
+
+    @classmethod
+    def from_spec(cls, target: str, sim_config: SimConfig) -> ModeScheduler:
+        if not target.strip().isdigit():
+            raise ConfigError(f"scheduler 'mode:{target}': the mode must be an integer")
+        return cls(int(target), sim_config)
+
+    @property
+    def label(self) -> str:
+        return f"mode:{self.mode}"
+
+    def schedule(self, view: DecisionView) -> Batch | Wait:
+        return self.modes.compose(view, self.budget, self.order)

@@ -38,10 +38,14 @@ from llm_serving_env.sim.result import RunResult
 from llm_serving_env.sim.scheduler import DecisionView
 from llm_serving_env.sim.simulate import as_config
 
-__all__ = ["ENV_ID", "LLMServingEnv", "integer_action"]
+__all__ = ["DEFAULT_CHUNK_LADDER", "DEFAULT_NUM_SLOTS", "ENV_ID", "LLMServingEnv", "integer_action",
+           "make_observer"]
 
 #: The id under which the environment is registered with Gymnasium.
 ENV_ID = "LLMServing-v0"
+#: Default per-slot window N and chunk ladder (options ``num_slots``, ``chunk_ladder``).
+DEFAULT_NUM_SLOTS = 16
+DEFAULT_CHUNK_LADDER = (32, 64, 128, 256, 512)
 
 _INF = math.inf
 _NONE = np.zeros(0, dtype=np.int64)
@@ -63,6 +67,13 @@ def integer_action(action: Any, space: spaces.Space) -> np.ndarray:
         return a.astype(np.int64)
     raise ValueError(f"action {a.tolist()!r} (dtype {a.dtype}) is not an integer action of "
                      f"{space}: every entry must be a whole number")
+
+
+def make_observer(config: SimConfig, num_slots: int = DEFAULT_NUM_SLOTS,
+                  chunk_ladder: Sequence[int] = DEFAULT_CHUNK_LADDER) -> Observer:
+    """The :class:`Observer` of an env with these options: a policy trained in the env sees
+    the same observations when it runs as a plain scheduler."""
+    return Observer(config, num_slots=int(num_slots), token_scale=float(max(chunk_ladder)))
 
 
 class LLMServingEnv(gym.Env):
@@ -221,8 +232,8 @@ class LLMServingEnv(gym.Env):
         self,
         config: SimConfig | str | os.PathLike | Mapping[str, Any] = "default",
         *,
-        num_slots: int = 16,
-        chunk_ladder: Sequence[int] = (32, 64, 128, 256, 512),
+        num_slots: int = DEFAULT_NUM_SLOTS,
+        chunk_ladder: Sequence[int] = DEFAULT_CHUNK_LADDER,
         reward: str = "latency",
         reward_scale: float | None = None,
         max_steps: int | None = None,
@@ -273,7 +284,7 @@ class LLMServingEnv(gym.Env):
         slo = cfg.slo
         self._slo_ttft_s = slo.ttft_ms / 1000.0 if slo is not None else _INF
         self._slo_tbt_s = slo.tbt_ms / 1000.0 if slo is not None else _INF
-        self.observer = Observer(cfg, num_slots=n, token_scale=float(max(ladder)))
+        self.observer = make_observer(cfg, num_slots=n, chunk_ladder=ladder)
 
         # ---- spaces
         self.obs_size = self.observer.size

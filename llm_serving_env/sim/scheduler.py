@@ -203,6 +203,11 @@ class Scheduler(ABC):
         """Called once per run before the first decision; ``rng`` is the policy's own stream."""
         self.rng = rng
 
+    @classmethod
+    def from_spec(cls, target: str, sim_config: SimConfig) -> Scheduler:
+        """The scheduler of the policy spec ``PREFIX:target`` (factories override this)."""
+        raise ConfigError(f"scheduler {cls.name!r} takes no ':' target (got {target!r})")
+
     def check_feasible(self, limits: WorkloadLimits) -> None:  # noqa: B027 - optional hook
         """Raise ``ConfigError`` if a request within ``limits`` could never be served by this
         policy (called once before the run)."""
@@ -251,6 +256,27 @@ def _load_builtins() -> None:
         _BUILTINS_LOADED = True  # only once every module has registered (threads, forks)
 
 
+#: Entry-point group of scheduler *factories*: a policy spec ``PREFIX:TARGET`` (e.g.
+#: ``ppo:agents/zoo/model.zip``, ``mode:1``) names the class registered under ``PREFIX``, whose
+#: ``from_spec(target, sim_config)`` builds the scheduler. This project's ``pyproject.toml``
+#: registers the learned schedulers of ``agents`` (``ppo``, ``maskable_ppo``, ``mode``).
+SCHEDULER_FACTORIES = "llm_serving_env.scheduler_factories"
+_FACTORIES: dict[str, type[Scheduler]] = {}
+
+
+def _factory(spec: str) -> type[Scheduler]:
+    prefix = spec.split(":", 1)[0]
+    if not _FACTORIES:
+        for entry_point in entry_points(group=SCHEDULER_FACTORIES):
+            _FACTORIES[entry_point.name] = entry_point.load()
+    cls = _FACTORIES.get(prefix)
+    if cls is None:
+        known = ", ".join(f"{p}:..." for p in sorted(_FACTORIES)) or "(none installed)"
+        raise ConfigError(f"scheduler {spec!r}: unknown policy prefix {prefix!r}; "
+                          f"available: {known}")
+    return cls
+
+
 def available_schedulers() -> list[str]:
     """Every registered scheduler name (aliases included), sorted."""
     _load_builtins()
@@ -264,7 +290,10 @@ def canonical_schedulers() -> list[str]:
 
 
 def scheduler_class(name: str) -> type[Scheduler]:
-    """The class registered under ``name``; a ConfigError with a suggestion otherwise."""
+    """The class registered under ``name`` (or, for a ``PREFIX:TARGET`` spec, the factory
+    registered under ``PREFIX``); a ConfigError with a suggestion otherwise."""
+    if isinstance(name, str) and ":" in name:
+        return _factory(name)
     _load_builtins()
     try:
         return _REGISTRY[name]
@@ -344,6 +373,9 @@ class PooledScheduler(Scheduler):
 
 
 def _make_single(sim_config: SimConfig, name: str | None) -> Scheduler:
+    spec = name or sim_config.scheduler.name
+    if ":" in spec:
+        return _factory(spec).from_spec(spec.split(":", 1)[1], sim_config)
     config_name = sim_config.scheduler.name
     cls = scheduler_class(name or config_name)
     params = dict(sim_config.scheduler.params)
