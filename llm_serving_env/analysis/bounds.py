@@ -282,26 +282,54 @@ class _Windows:
     def delta(self, s: np.ndarray, e: np.ndarray) -> np.ndarray:
         return self.a[e] - self.a[s] + self.ttft_s + 2 * TOL_S
 
-    def scan(self, x: np.ndarray, rel_tol: float = 1e-9):
-        """Yield (s, e, token_excess, time_excess) per offset for the windows violated at x."""
-        cp = np.concatenate(([0.0], np.cumsum(x * self.L)))
-        cd = np.vstack([np.zeros((1, self.cnt.shape[1])), np.cumsum(x[:, None] * self.cnt, 0)])
+    def _offsets(self, chunk: int = 1 << 17):
+        """The windows in chunks of about ``chunk`` (s, e) pairs, by increasing offset e - s:
+        (s, e, delta, token capacity, level prefix ends). Cached when the arrays are small (a
+        block), recomputed for the one pass over all candidates."""
+        if getattr(self, "_cache", None) is not None:
+            yield from self._cache
+            return
+        keep = self.n <= 4000
+        cache = []
         n = self.n
+        parts: list[tuple[np.ndarray, np.ndarray]] = []
+        size = 0
         for d in range(min(self.max_offset, n - 1) + 1):
             s = np.arange(n - d)
             e = s + d
-            span = self.a[e] - self.a[s]
-            if span.size == 0 or span.min() > self.max_span_s:
+            ok = self.a[e] - self.a[s] <= self.max_span_s
+            last = not ok.any() or d == min(self.max_offset, n - 1)
+            if ok.any():
+                parts.append((s[ok], e[ok]))
+                size += int(ok.sum())
+            if parts and (size >= chunk or last):
+                s = np.concatenate([p[0] for p in parts])
+                e = np.concatenate([p[1] for p in parts])
+                parts, size = [], 0
+                delta = self.delta(s, e)
+                item = (s, e, delta, self.m * self.cap_tokens(delta), self.idx[:, e])
+                if keep:
+                    cache.append(item)
+                yield item
+            if last:
                 break
+        if keep:
+            self._cache = cache
+
+    def scan(self, x: np.ndarray, rel_tol: float = 1e-9):
+        """Yield (s, e, token_excess, time_excess) per offset for the windows violated at x
+        (excesses relative to the capacities)."""
+        cp = np.concatenate(([0.0], np.cumsum(x * self.L)))
+        levels = self.cnt.shape[1]
+        cd = np.vstack([np.zeros((1, levels)), np.cumsum(x[:, None] * self.cnt, 0)])
+        for s, e, delta, cap_tok, ends in self._offsets():
             pre = cp[e + 1] - cp[s]
             dec = np.zeros(s.size)
-            for lv in range(self.cnt.shape[1]):
-                dec += np.maximum(0.0, cd[self.idx[lv, e], lv] - cd[s, lv])
-            delta = self.delta(s, e)
-            cap_tok = self.m * self.cap_tokens(delta)
+            for lv in range(levels):
+                dec += np.maximum(0.0, cd[ends[lv], lv] - cd[s, lv])
             tok = (pre + dec) - cap_tok * (1 + rel_tol) - 1e-9
             tim = (pre * self.inv_k + dec * self.inv_d) - self.m * delta * (1 + rel_tol)
-            bad = ((tok > 0) | (tim > 0)) & (span <= self.max_span_s)
+            bad = (tok > 0) | (tim > 0)
             if bad.any():
                 yield (s[bad], e[bad], tok[bad] / np.maximum(cap_tok[bad], 1.0),
                        tim[bad] / delta[bad])
