@@ -10,6 +10,7 @@ Quick start::
 
 import gymnasium as _gymnasium
 
+from llm_serving_env.analysis.bounds import slo_upper_bound
 from llm_serving_env.analysis.capacity import CapacityResult, capacity
 from llm_serving_env.config.files import load_config, save_config
 from llm_serving_env.config.sim_config import SimConfig
@@ -44,4 +45,5 @@ __all__ = [
     "Batch", "CapacityResult", "ConfigError", "DecisionView", "RunResult", "Scheduler",
     "SchedulingError", "SimConfig", "Simulator", "Wait", "available_schedulers", "capacity",
     "load_config", "make_scheduler", "register_scheduler", "save_config", "simulate",
+    "slo_upper_bound",
 ]
