@@ -29,6 +29,7 @@ comparison columns (``best_baseline``, ``goodput_diff_mean``, ``goodput_diff_ci9
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 from collections.abc import Sequence
@@ -39,6 +40,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from llm_serving_env.analysis.bounds import slo_upper_bound
 from llm_serving_env.analysis.replications import Interrupted, run_jobs
 from llm_serving_env.analysis.stats import paired_difference, summarize_replications, t_interval
 from llm_serving_env.config.sim_config import SimConfig
@@ -152,6 +154,24 @@ class Evaluation:
     best_baseline: str | None
     seeds: tuple[int, ...]
     level: float
+    bounds: np.ndarray | None = None  # slo_upper_bound per seed (None: not computed)
+    bound_note: str = ""  # why there is no bound, when there is none
+
+
+def _bound_job(config: SimConfig, seed: int) -> float:
+    return slo_upper_bound(config, seed=seed)
+
+
+def bound_blocker(config: SimConfig) -> str:
+    """Why :func:`~llm_serving_env.analysis.bounds.slo_upper_bound` cannot bound ``config``
+    ("" when it can)."""
+    if config.slo is None:
+        return "no SLO in the config"
+    noisy = {role: config.service_for(role).noise for role in ("mixed", "prefill", "decode")}
+    if any(n != "deterministic" for n in noisy.values()):
+        return ("service noise: an iteration can be arbitrarily short, so no scheduler-free "
+                "bound holds (bound the deterministic config instead)")
+    return ""
 
 
 def evaluate(
@@ -162,8 +182,14 @@ def evaluate(
     level: float = 0.95,
     progress: bool = True,
     workers: int | None = None,
+    bound: bool = True,
 ) -> Evaluation:
     """Run every policy on seeds ``first_seed .. first_seed + num_seeds - 1`` and tabulate.
+
+    With ``bound`` (and an SLO, deterministic service), also computes
+    :func:`~llm_serving_env.analysis.bounds.slo_upper_bound` on every seed: the table gains
+    the bound and each policy's share of the gap between the best hand-written scheduler and
+    the bound (``gap_closed``, paired seed by seed).
 
     Warns:
         ConfigMismatchWarning: a learned model whose training config differs from ``config``.
@@ -203,12 +229,23 @@ def evaluate(
     for k, row in enumerate(done):
         rows[order[k]] = row
     runs = pd.DataFrame(rows)
-    return tabulate(runs, specs, seeds, level, has_slo=config.slo is not None)
+    note = bound_blocker(config) if bound else "not asked for (--no-bound)"
+    bounds = None
+    if not note:
+        try:
+            bounds = np.asarray(run_jobs(_bound_job, [(config, s) for s in seeds],
+                                         workers=workers, progress=progress, desc="bounds"))
+        except Interrupted as exc:
+            raise exc.with_partial(runs) from None
+    ev = tabulate(runs, specs, seeds, level, has_slo=config.slo is not None, bounds=bounds)
+    return dataclasses.replace(ev, bound_note=note)
 
 
 def tabulate(runs: pd.DataFrame, specs: Sequence[PolicySpec], seeds: Sequence[int],
-             level: float = 0.95, has_slo: bool = True) -> Evaluation:
-    """The per-policy table of :func:`evaluate` from its per-run rows."""
+             level: float = 0.95, has_slo: bool = True,
+             bounds: np.ndarray | None = None) -> Evaluation:
+    """The per-policy table of :func:`evaluate` from its per-run rows (and, when given, the
+    per-seed upper bounds on SLO attainment, in ``seeds`` order)."""
     key = "goodput_rps" if has_slo else "throughput_rps"
     metrics = [m for m in METRICS if m in runs.columns]
     per: dict[str, pd.DataFrame] = {}
@@ -253,8 +290,22 @@ def tabulate(runs: pd.DataFrame, specs: Sequence[PolicySpec], seeds: Sequence[in
         table.insert(3, "best_baseline", best)
         for c in names[: 6 if has_slo else 4]:
             table[c] = cols[c]
+        if bounds is not None and has_slo:
+            ref_att = ref["slo_attainment"].to_numpy(float)
+            gap = np.asarray(bounds, dtype=float) - ref_att
+            table["slo_upper_bound_mean"], table["slo_upper_bound_ci95"] = _safe(
+                lambda: t_interval(np.asarray(bounds, dtype=float), level))
+            closed = []
+            for spec in specs:
+                att = per[spec.text]["slo_attainment"].to_numpy(float)
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    share = np.where(gap > 0, (att - ref_att) / gap, np.nan)
+                closed.append(_safe(lambda share=share: t_interval(share, level))
+                              if np.isfinite(share).all() else (math.nan, math.nan))
+            table["gap_closed_mean"] = [c[0] for c in closed]
+            table["gap_closed_ci95"] = [c[1] for c in closed]
     return Evaluation(runs=runs, table=table, best_baseline=best, seeds=tuple(seeds),
-                      level=level)
+                      level=level, bounds=None if bounds is None else np.asarray(bounds))
 
 
 def _safe(fn) -> tuple[float, float]:
@@ -298,11 +349,22 @@ def format_table(ev: Evaluation) -> str:
         if "slo_attainment_diff_mean" in t.columns:
             comp["SLO attainment diff"] = [_cell(a, b) for a, b in zip(
                 t["slo_attainment_diff_mean"], t["slo_attainment_diff_ci95"], strict=True)]
+        if "gap_closed_mean" in t.columns:
+            comp["share of the gap to the bound"] = [_cell(a, b) for a, b in zip(
+                t["gap_closed_mean"], t["gap_closed_ci95"], strict=True)]
         frame = pd.DataFrame(comp)
         frame.index = t["policy"]
         frame = frame[frame.index != ev.best_baseline]
         with pd.option_context("display.width", 250, "display.max_columns", 50):
             lines.append(frame.to_string())
+    if ev.bounds is not None and "slo_upper_bound_mean" in t.columns:
+        bound = _cell(t["slo_upper_bound_mean"].iloc[0], t["slo_upper_bound_ci95"].iloc[0])
+        lines.append(
+            f"\nupper bound on SLO attainment (slo_upper_bound: no scheduler can exceed it on "
+            f"these seeds): {bound}; share of the gap = (policy - {ev.best_baseline}) / "
+            f"(bound - {ev.best_baseline}) in SLO attainment, seed by seed")
+    elif ev.bound_note:
+        lines.append(f"\nno upper bound: {ev.bound_note}")
     return "\n".join(lines)
 
 

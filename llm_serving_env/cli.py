@@ -571,7 +571,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     outs = _outputs(args, [("out", "--out", ("csv",))])
     try:
         ev = evaluate(cfg, policies, num_seeds=args.seeds, first_seed=args.first_seed,
-                      workers=args.workers, progress=_progress(args))
+                      workers=args.workers, progress=_progress(args), bound=not args.no_bound)
     except (ValueError, ModelLoadError) as exc:
         raise CliError(str(exc)) from None
     except Interrupted as exc:
@@ -738,6 +738,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=WORKERS, default=None,
                    help="local processes (default: one per CPU)")
     p.add_argument("--out", default=None, metavar="CSV", help="write the table, one row per policy")
+    p.add_argument("--no-bound", action="store_true",
+                   help="skip the upper bound on SLO attainment (slo_upper_bound, a few "
+                        "seconds per seed)")
     _add_mkdir(p)
     _add_progress(p, "runs")
     p.set_defaults(func=cmd_evaluate)

@@ -395,3 +395,33 @@ def test_bad_policy_specs_are_config_errors(spec, message):
     cfg = lse.load_config("bursty_chat")
     with pytest.raises(lse.ConfigError, match=message):
         lse.make_scheduler(cfg, spec)
+
+
+def test_evaluate_reports_the_upper_bound_and_each_policys_share_of_the_gap():
+    from agents.evaluate import evaluate, format_table
+
+    cfg = lse.load_config("bursty_chat").replace({"num_requests": 1500, "warmup_requests": 150})
+    ev = evaluate(cfg, ["slo_aware", "hybrid", "mode:1"], num_seeds=3, progress=False,
+                  workers=1)
+    assert ev.bounds is not None and ev.bounds.shape == (3,)
+    runs = ev.runs
+    for seed, bound in zip(ev.seeds, ev.bounds, strict=True):
+        # the bound is at or above every policy's attainment on the same seed
+        assert (runs.loc[runs["seed"] == seed, "slo_attainment"] <= bound + 1e-12).all()
+    # the share of the gap, by hand from the runs: (policy - best) / (bound - best), averaged
+    best = ev.best_baseline
+    att = runs.pivot(index="seed", columns="policy", values="slo_attainment")
+    share = ((att["mode:1"] - att[best]) / (ev.bounds - att[best])).mean()
+    row = ev.table.set_index("policy")
+    assert row.loc["mode:1", "gap_closed_mean"] == pytest.approx(share, rel=1e-12)
+    assert row.loc[best, "gap_closed_mean"] == 0.0
+    assert "upper bound on SLO attainment" in format_table(ev)
+
+
+def test_evaluate_says_why_there_is_no_bound_with_noisy_service():
+    from agents.evaluate import evaluate, format_table
+
+    cfg = lse.load_config("bursty_chat").replace({
+        "num_requests": 300, "warmup_requests": 30, "service.noise": "exponential"})
+    ev = evaluate(cfg, ["slo_aware", "hybrid"], num_seeds=2, progress=False, workers=1)
+    assert ev.bounds is None and "service noise" in format_table(ev)
