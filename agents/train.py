@@ -169,6 +169,7 @@ def train(
     net_arch: Sequence[int] = DEFAULT_NET,
     tensorboard: str | None = None,
     progress: bool = True,
+    gamma_per_s: float | None = None,
     config_source: str | None = None,
     overrides: Sequence[str] = (),
     command: str | None = None,
@@ -176,7 +177,8 @@ def train(
     """Train and write ``out`` (zip), its sidecar JSON and its curve CSV; returns the sidecar.
 
     ``config`` is the full scenario (``config_source`` / ``overrides`` only document where it
-    came from); training episodes use :func:`episode_config`.
+    came from); training episodes use :func:`episode_config`. ``gamma_per_s``: discount per
+    simulated second instead of PPO's per-step ``gamma`` (:mod:`agents.discount`).
     """
     import torch
     from stable_baselines3.common.vec_env import DummyVecEnv, VecMonitor
@@ -217,12 +219,22 @@ def train(
     policy_kwargs = {"net_arch": list(net_arch)}
     if algo == "ppo":
         from stable_baselines3 import PPO as Algo
+        from stable_baselines3.common.buffers import RolloutBuffer as Buffer
     else:
         from sb3_contrib import MaskablePPO as Algo
+        from sb3_contrib.common.maskable.buffers import MaskableRolloutBuffer as Buffer
+    if gamma_per_s is not None:
+        from agents.discount import time_discount_buffer
+
+        params["rollout_buffer_class"] = time_discount_buffer(Buffer, gamma_per_s)
     model = Algo("MlpPolicy", venv, seed=seed, device="cpu", verbose=0,
                  tensorboard_log=tensorboard, policy_kwargs=policy_kwargs, **params)
     curve_file = curve_path(out)
     curve, cbs = _callbacks(timesteps, curve_file, progress)
+    if gamma_per_s is not None:
+        from agents.discount import StepDurations
+
+        cbs = [*cbs, StepDurations()]
     t0 = time.perf_counter()
     model.learn(total_timesteps=timesteps, callback=cbs, progress_bar=False,
                 tb_log_name=out.name.removesuffix(".zip"))
@@ -244,7 +256,8 @@ def train(
         "train_seed_range": list(TRAIN_SEED_RANGE),
         "env_spec": spec,
         "n_envs": n_envs,
-        "hyperparameters": params,
+        "hyperparameters": {k: v for k, v in params.items() if k != "rollout_buffer_class"},
+        "gamma_per_s": gamma_per_s,
         "net_arch": list(net_arch),
         "observation_size": int(venv.observation_space.shape[0]),
         "action_space": str(venv.action_space),

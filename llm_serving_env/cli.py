@@ -524,7 +524,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                      episode_requests=args.episode_requests or None, reward=args.reward,
                      action_space=args.action_space, n_envs=args.n_envs, hyper=hyper,
                      tensorboard=args.tensorboard, progress=not args.no_progress,
-                     config_source=args.config, overrides=args.set,
+                     gamma_per_s=args.gamma_per_s, config_source=args.config,
+                     overrides=args.set,
                      command=command_line(args))
     except (ValueError, TypeError) as exc:
         raise CliError(str(exc)) from None
@@ -722,6 +723,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="PPO hyperparameter, e.g. learning_rate=1e-4 (repeatable)")
     p.add_argument("--tensorboard", default=None, metavar="DIR",
                    help="also write TensorBoard logs (needs tensorboard)")
+    p.add_argument("--gamma-per-s", type=_number(0.0, 1.0, open_high=False), default=None,
+                   metavar="G",
+                   help="discount per simulated second (gamma ** dt_s per step, dt_s the "
+                        "step's duration) instead of PPO's per-step gamma, e.g. 0.9")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
 

@@ -642,3 +642,28 @@ def test_non_integer_actions_are_rejected_not_truncated(wrapper):
         env.step(zero.astype(np.float64) + np.nan)
     _, _, terminated, _, _ = env.step(zero.astype(np.float64))  # 0.0: a whole number
     assert not terminated
+
+
+@pytest.mark.parametrize("reward", ["latency", "slo", "goodput"])
+def test_rewards_count_measured_requests_only(reward):
+    """With warm-up requests, each reward's episode sum is its identity over the measured
+    requests alone (those RunResult.summary() reports)."""
+    cfg = SMALL.replace({"warmup_requests": 20})
+    env = LLMServingEnv(cfg, num_slots=6, reward=reward)
+    hybrid = lse.BaselineAgent("hybrid", env)
+    total, infos, _ = run_episode(env, hybrid.act, seed=6)
+    result = env.result()
+    m = result.measured
+    assert m.sum() == 40
+    if reward == "latency":
+        assert total == pytest.approx(-result.e2e_s[m].sum(), rel=1e-9)
+    elif reward == "goodput":
+        assert total == int(result.slo_met()[m].sum())
+    else:
+        slo = cfg.slo
+        ttft_ok = result.ttft_s[m] <= slo.ttft_ms / 1000.0
+        gap_ok = result.tbt_gaps_s <= slo.tbt_ms / 1000.0  # gaps of measured requests only
+        assert total == 2 * ttft_ok.sum() - ttft_ok.size + 2 * gap_ok.sum() - gap_ok.size
+    # each step's duration: the simulated time between consecutive decision points
+    now = [info["now_s"] for info in infos]
+    np.testing.assert_allclose([info["dt_s"] for info in infos[1:]], np.diff(now), atol=0)

@@ -11,7 +11,10 @@ slo       +1 per output token emitted within its objective (TTFT for the first, 
 goodput   +1 per request that finishes having met every objective
 ========  ====================================================================================
 
-Each is divided by ``scale``. The identities above are checked in ``tests/test_env.py``.
+Each is divided by ``scale``, and each counts **measured requests only** (arrival index >=
+``warmup_requests``), the ones ``RunResult.summary()`` reports: an agent is rewarded for what
+it is judged on. The identities above (over measured requests) are checked in
+``tests/test_env.py``.
 """
 
 from __future__ import annotations
@@ -63,6 +66,8 @@ class RewardTracker:
         self._fin_time_sum = 0.0  # sum of finish times of finished requests
         self._area = 0.0  # integral of n(t) dt up to the last decision point
         self._num_finished = 0
+        self._fin_measured = 0  # finished measured requests
+        self._w = int(sim.warmup)  # ids below it are warm-up requests: no reward
         self._bad = np.zeros(sim.n, dtype=bool)  # requests that missed a deadline (goodput)
 
     def record(self, g: int, end: float) -> None:
@@ -86,21 +91,29 @@ class RewardTracker:
         else:
             done = [g for g in range(self.num_gpus) if rec_end[g] <= now]
         if self.kind == "latency":
-            # area(T) = integral of n(t) dt over [0, T]
+            # area(T) = integral of n(t) dt over [0, T], n(t) = measured requests in system
             #         = sum of finish times of the finished + (arrived - finished) * T
-            #           - sum of arrival times of the arrived
-            if len(done) == 1:
-                self._fin_time_sum += rec_end[done[0]] * (sim.num_finished - self._num_finished)
+            #           - sum of arrival times of the arrived (all over measured requests)
+            w = self._w
+            if len(done) == 1 and w == 0:
+                k = sim.num_finished - self._num_finished
+                self._fin_time_sum += rec_end[done[0]] * k
+                self._fin_measured += k
             elif done:
                 fin = sim.finish_s
                 for g in done:
                     b = self._rec_batch[g]
                     e = rec_end[g]
-                    k = (int(np.count_nonzero(fin[b.decode_ids] == e))
-                         + int(np.count_nonzero(fin[b.prefill_ids] == e)))
+                    d, p = b.decode_ids, b.prefill_ids
+                    if w:
+                        d, p = d[d >= w], p[p >= w]
+                    k = int(np.count_nonzero(fin[d] == e)) + int(np.count_nonzero(fin[p] == e))
                     self._fin_time_sum += e * k
+                    self._fin_measured += k
             n_arr = sim.next_arrival
-            area = self._fin_time_sum + (n_arr - sim.num_finished) * now - self._arr_cum[n_arr]
+            first = min(n_arr, w)
+            area = (self._fin_time_sum + (n_arr - first - self._fin_measured) * now
+                    - (self._arr_cum[n_arr] - self._arr_cum[first]))
             value = (self._area - area) / self.scale
             self._area = area
         else:
@@ -121,6 +134,11 @@ class RewardTracker:
         batch = self._rec_batch[g]
         prev_last_d, prev_last_p, prev_gen_p = self._rec_prev[g]
         dids, pids = batch.decode_ids, batch.prefill_ids
+        w = self._w
+        if w:  # warm-up requests earn nothing
+            keep_d, keep_p = dids >= w, pids >= w
+            dids, prev_last_d = dids[keep_d], prev_last_d[keep_d]
+            pids, prev_last_p, prev_gen_p = pids[keep_p], prev_last_p[keep_p], prev_gen_p[keep_p]
         tbt, ttft = self.tbt_s, self.ttft_s
         late_d = (end - prev_last_d) > tbt
         if pids.size:

@@ -180,13 +180,14 @@ class LLMServingEnv(gym.Env):
 
     ## Rewards
 
-    Option ``reward`` (every request counts, warm-up ones included; ``scale`` =
-    ``reward_scale``):
+    Option ``reward`` (``scale`` = ``reward_scale``). Only *measured* requests count (arrival
+    index >= ``warmup_requests``): the agent is rewarded for exactly the requests its
+    ``RunResult.summary()`` reports (:mod:`llm_serving_env.env.rewards`).
 
     * ``"latency"`` (default): ``-(1/scale) * integral of n(t) dt`` from the previous decision
-      point to this one, n(t) = requests arrived and not finished. By Little's law the episode
-      sum is exactly ``-(sum over requests of E2E latency) / scale``. Default scale 1 s, so the
-      unit is request-seconds.
+      point to this one, n(t) = measured requests arrived and not finished. By Little's law
+      the episode sum is exactly ``-(sum over measured requests of E2E latency) / scale``.
+      Default scale 1 s, so the unit is request-seconds.
     * ``"slo"`` (needs ``slo``): per output token emitted since the previous decision point,
       +1 if that token met its own deadline and -1 if not: the first token against
       ``slo.ttft_ms`` (TTFT), every later token against ``slo.tbt_ms`` (its gap since the
@@ -208,14 +209,21 @@ class LLMServingEnv(gym.Env):
     ``terminated`` when every one of ``num_requests`` requests has finished; then
     ``env.unwrapped.result()`` is the run's :class:`~llm_serving_env.sim.result.RunResult`.
     ``truncated`` after ``max_steps`` steps or once simulated time reaches ``max_time_s`` (both
-    optional; ``result()`` then describes the partial run, unfinished requests have NaN times).
+    optional; ``result()`` then describes the partial run, unfinished requests have NaN times;
+    a learner should bootstrap from the value of the last observation).
+
+    The process is semi-Markov: a step lasts ``info["dt_s"]`` simulated seconds, from
+    microseconds (several GPUs deciding at once) to seconds (an idle GPU waiting for an
+    arrival). Discount per simulated second, ``gamma_s ** dt_s`` per step, not per step
+    (``agents/train.py``'s ``--gamma-per-s`` does so in PPO's advantage estimate).
 
     ## Info
 
     ``reset``: ``sim_seed``, ``gpu`` (GPU of the first decision point), ``now_s``. ``step``:
     ``repaired`` (the repair rule changed the native action; False for Batch / Wait objects),
     ``gpu`` (GPU of the new decision point, -1 once terminated), ``now_s`` (simulated time,
-    seconds), ``num_finished`` (requests finished so far).
+    seconds), ``dt_s`` (simulated seconds the step lasted), ``num_finished`` (requests
+    finished so far).
 
     ## Arguments
 
@@ -338,7 +346,10 @@ class LLMServingEnv(gym.Env):
 
         ``action`` is a native action (see "Action Space"; repaired if needed) or a ``Batch`` /
         ``Wait`` object (executed as is). ``info``: ``repaired`` (bool), ``gpu`` (the GPU of
-        the new decision point, -1 at the end), ``now_s`` (simulated time), ``num_finished``.
+        the new decision point, -1 at the end), ``now_s`` (simulated time), ``dt_s`` (the
+        simulated seconds this step lasted: from this decision point to the next; discount
+        by it, as ``agents``' time-discounted PPO does, since steps last from microseconds to
+        seconds), ``num_finished``.
         """
         view = self._view
         if view is None or not self._active:
@@ -350,6 +361,7 @@ class LLMServingEnv(gym.Env):
         else:
             command, repaired = self.native_to_command(action)
         g = view.gpu
+        decided_s = view.now_s
         sim.execute(command)
         end = sim.busy_until[g]
         if end != _INF:
@@ -366,7 +378,7 @@ class LLMServingEnv(gym.Env):
         if terminated or truncated:
             self._active = False
         info = {"repaired": repaired, "gpu": -1 if terminated else view.gpu, "now_s": now,
-                "num_finished": sim.num_finished}
+                "dt_s": now - decided_s, "num_finished": sim.num_finished}
         return self.observer.observe(view), reward, terminated, truncated, info
 
     def render(self) -> None:
