@@ -43,7 +43,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from baselines.slo_aware import assemble_batch, srpt_prefill
+from baselines.slo_aware import assemble_batch, srpt_prefill, triage_prefill
 from llm_serving_env.config.sim_config import SimConfig
 from llm_serving_env.env import CompactActionWrapper, LLMServingEnv
 from llm_serving_env.env.serving_env import integer_action
@@ -109,25 +109,11 @@ class SloModes:
 
     def _prefill(self, view: DecisionView, order: str, budget: int, slots: int, T: np.ndarray,
                  b: int) -> tuple[np.ndarray, np.ndarray]:
-        waiting = view.waiting
-        if budget <= 0 or waiting.size == 0:
-            return _NONE, _NONE
-        remaining = view.remaining_prompt(waiting)
-        npart = view.num_partial
         if order == "fcfs":
             return fill_prefill_budget(view, budget, slots)
-        key = remaining.astype(np.float64)
-        key[:npart] = -1.0
         if order == "triage":
-            t = view.requests
-            age = view.now_s - t.arrival_s[waiting]
-            per_iter = float(T[min(b, T.size - 1)])
-            doomed = (age + np.ceil(remaining / budget) * per_iter > self.ttft_s + _EPS_S)
-            doomed &= t.generated_tokens[waiting] == 0  # TTFT still ahead of them
-            doomed[:npart] = False
-            if doomed.any():
-                key[doomed] += 1e12  # after every viable request, SRPT among themselves
-        return fill_prefill_budget(view, budget, slots, np.argsort(key, kind="stable"))
+            return triage_prefill(view, budget, slots, float(T[min(b, T.size - 1)]), self.ttft_s)
+        return srpt_prefill(view, budget, slots)
 
     def compose(self, view: DecisionView, budget: str | int, order: str) -> Batch | Wait:
         """The batch (or Wait) of mode (budget, order) at ``view``."""

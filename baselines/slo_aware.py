@@ -153,14 +153,15 @@ _NONE.flags.writeable = False
 #: Seconds of slack kept on every deadline so float rounding never turns "meets" into "misses".
 _EPS_S = 1e-9
 
-PREFILL_ORDERS = ("srpt", "fcfs")
+PREFILL_ORDERS = ("srpt", "fcfs", "triage")
 
 
 @dataclass(frozen=True)
 class SloAwareConfig:
     """max_token_budget: largest iteration (None: gpus.max_batch_tokens); min_token_budget:
     smallest budget the deadline rule imposes; safety_margin_ms: slack kept on every decode
-    deadline; prefill_order: "srpt" (shortest remaining prompt first) or "fcfs";
+    deadline; prefill_order: "srpt" (shortest remaining prompt first), "fcfs" or "triage"
+    (SRPT, but requests that can no longer meet their TTFT objective go last);
     max_prefill_wait_ms: waiting time after which a request is prefilled first (None: never);
     deadline_sigmas: standard deviations of S(b) added to its mean when planning deadlines."""
 
@@ -242,6 +243,32 @@ def srpt_prefill(view: DecisionView, budget: int, slots: int,
     return fill_prefill_budget(view, budget, slots, np.argsort(key, kind="stable"))
 
 
+def triage_prefill(view: DecisionView, budget: int, slots: int, iteration_s: float,
+                   ttft_s: float) -> tuple[np.ndarray, np.ndarray]:
+    """Chunks filling ``budget`` tokens in SRPT order (partial prefills first), except that
+    new requests already *doomed* go last, SRPT among themselves.
+
+    A waiting request whose TTFT is still ahead is doomed when, even prefilled alone at this
+    rate, it would be late: ``age + ceil(remaining / budget) * iteration_s > ttft_s``
+    (``iteration_s`` the planned time of this iteration). Returns (ids, tokens).
+    """
+    waiting = view.waiting
+    if budget <= 0 or waiting.size == 0:
+        return _NONE, _NONE
+    remaining = view.remaining_prompt(waiting)
+    npart = view.num_partial
+    key = remaining.astype(np.float64)
+    key[:npart] = -1.0
+    t = view.requests
+    age = view.now_s - t.arrival_s[waiting]
+    doomed = age + np.ceil(remaining / budget) * iteration_s > ttft_s + _EPS_S
+    doomed &= t.generated_tokens[waiting] == 0  # TTFT still ahead of them
+    doomed[:npart] = False
+    if doomed.any():
+        key[doomed] += 1e12  # after every viable request, SRPT among themselves
+    return fill_prefill_budget(view, budget, slots, np.argsort(key, kind="stable"))
+
+
 @register_scheduler("slo_aware", "slai")
 class SloAwareScheduler(Scheduler):
     """SLAI-style SLO-aware hybrid batching (see the module docstring)."""
@@ -268,7 +295,8 @@ class SloAwareScheduler(Scheduler):
         self.tbt_s = sim_config.slo.tbt_ms / 1000.0
         self.margin_s = config.safety_margin_ms / 1000.0
         self.sigmas = float(config.deadline_sigmas)
-        self._srpt = config.prefill_order == "srpt"
+        self._order = config.prefill_order
+        self.ttft_s = sim_config.slo.ttft_ms / 1000.0
         self.max_wait_s = (math.inf if config.max_prefill_wait_ms is None
                            else config.max_prefill_wait_ms / 1000.0)
         self._tables: dict[str, np.ndarray] = {}
@@ -334,8 +362,29 @@ class SloAwareScheduler(Scheduler):
         b, crit, rest = self.plan_decodes(view, T)
         slots = view.free_slots
         left = b - int(crit.size)
-        if self._srpt:
+        if self._order == "srpt":
             ids, tokens = srpt_prefill(view, left, slots, self.max_wait_s)
+        elif self._order == "triage":
+            ids, tokens = triage_prefill(view, left, slots, float(T[min(b, T.size - 1)]),
+                                         self.ttft_s)
         else:
             ids, tokens = fill_prefill_budget(view, left, slots)
         return assemble_batch(view, dec, crit, rest, ids, tokens, left, b)
+
+
+@dataclass(frozen=True)
+class SloTriageConfig(SloAwareConfig):
+    """slo_aware's parameters, with the triage prefill order by default."""
+
+    prefill_order: str = "triage"
+
+
+@register_scheduler("slo_triage", "triage")
+class SloTriageScheduler(SloAwareScheduler):
+    """slo_aware with triage: requests that can no longer meet their TTFT objective, even if
+    prefilled alone from now at this iteration's rate, are prefilled after every viable one
+    (see :func:`triage_prefill`). The strongest hand-written rule on bursty loads, where a
+    burst leaves some requests late whatever is done: serving them first would make others
+    late too."""
+
+    Config = SloTriageConfig

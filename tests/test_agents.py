@@ -425,3 +425,12 @@ def test_evaluate_says_why_there_is_no_bound_with_noisy_service():
         "num_requests": 300, "warmup_requests": 30, "service.noise": "exponential"})
     ev = evaluate(cfg, ["slo_aware", "hybrid"], num_seeds=2, progress=False, workers=1)
     assert ev.bounds is None and "service noise" in format_table(ev)
+
+
+def test_triage_is_a_registered_baseline_equal_to_mode_1():
+    """The strongest hand-written rule on bursty loads is a plain registered scheduler; the
+    learned policy's mode 1 ("deadline" budget, triage order) is exactly it."""
+    cfg = lse.load_config("bursty_chat").replace({"num_requests": 1500, "warmup_requests": 150})
+    assert "slo_triage" in lse.available_schedulers()
+    same_result(lse.simulate(cfg, "slo_triage", seed=10_007),
+                lse.simulate(cfg, "mode:1", seed=10_007))
