@@ -41,7 +41,7 @@ from agents.actions import SloModes, make_env
 from llm_serving_env.config.files import load_config, parse_override
 from llm_serving_env.config.sim_config import SimConfig
 from llm_serving_env.env.serving_env import make_observer
-from llm_serving_env.schema.fields import ConfigError
+from llm_serving_env.schema.fields import ConfigError, flatten
 from llm_serving_env.sim.batch import Batch, Wait
 from llm_serving_env.sim.result import RunResult
 from llm_serving_env.sim.scheduler import DecisionView, Scheduler
@@ -160,7 +160,7 @@ class TrainedModel:
         if trained is None:
             return None
         ignored = {"num_requests", "warmup_requests"}
-        a, b = _flat(trained.to_dict()), _flat(as_config(config).to_dict())
+        a, b = flatten(trained.to_dict()), flatten(as_config(config).to_dict())
         return sorted(k for k in set(a) | set(b)
                       if k not in ignored and a.get(k, _ABSENT) != b.get(k, _ABSENT))
 
@@ -229,16 +229,6 @@ class TrainedModel:
 
 
 _ABSENT = object()
-
-
-def _flat(data: Any, prefix: str = "") -> dict[str, Any]:
-    """A nested dict as ``{dotted.path: leaf}``."""
-    if not isinstance(data, dict):
-        return {prefix: data}
-    out: dict[str, Any] = {}
-    for key, value in data.items():
-        out.update(_flat(value, f"{prefix}.{key}" if prefix else str(key)))
-    return out
 
 
 def _masks(env: gym.Env) -> np.ndarray | None:

@@ -67,7 +67,7 @@ import yaml
 from llm_serving_env.analysis.replications import Interrupted, run_jobs
 from llm_serving_env.analysis.stats import summarize_replications
 from llm_serving_env.config.sim_config import SimConfig
-from llm_serving_env.schema.fields import ConfigError
+from llm_serving_env.schema.fields import ConfigError, flatten
 from llm_serving_env.schema.yaml_io import strict_load
 from llm_serving_env.sim.scheduler import make_scheduler, scheduler_class
 from llm_serving_env.sim.simulate import as_config, simulate
@@ -293,17 +293,8 @@ def config_fingerprint(base: SimConfig, paths: Sequence[str]) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def _flat(data: Any, prefix: str = "") -> dict[str, Any]:
-    if not isinstance(data, dict):
-        return {prefix: data}
-    out: dict[str, Any] = {}
-    for key, value in data.items():
-        out.update(_flat(value, f"{prefix}.{key}" if prefix else str(key)))
-    return out
-
-
 def _differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
-    a, b = _flat(old.get("config", {})), _flat(new["config"])
+    a, b = flatten(old.get("config", {})), flatten(new["config"])
     fields = sorted(k for k in set(a) | set(b) if a.get(k, "<absent>") != b.get(k, "<absent>"))
     if old.get("grid_paths") != new["grid_paths"]:
         fields.append("the grid's paths")

@@ -268,3 +268,13 @@ def prefixed_choice(path: str, key: str, value: Any, allowed: Sequence[str]) -> 
     except ConfigError as err:
         raise err.within(path) from None
 
+
+def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
+    """A nested dict as ``{dotted.path: leaf}`` (lists are leaves), e.g. to compare two
+    configs' YAML forms field by field."""
+    if not isinstance(data, dict):
+        return {prefix: data}
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        out.update(flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+    return out
