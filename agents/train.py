@@ -287,5 +287,7 @@ def command_line(args: Any) -> str:
         parts += ["--hyper", text]
     if args.tensorboard:
         parts += ["--tensorboard", args.tensorboard]
+    if getattr(args, "gamma_per_s", None) is not None:
+        parts += ["--gamma-per-s", f"{args.gamma_per_s:g}"]
     parts += ["--out", str(args.out)]
     return " ".join(shlex.quote(p) for p in parts)
