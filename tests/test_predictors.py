@@ -12,7 +12,7 @@ import llm_serving_env as lse
 from llm_serving_env.env import LLMServingEnv
 from llm_serving_env.schema.fields import ConfigError
 from llm_serving_env.sim.batch import Batch, Wait
-from llm_serving_env.sim.scheduler import DecisionView, Scheduler
+from llm_serving_env.sim.scheduler import DecisionView, RequestTable, Scheduler
 from llm_serving_env.workload.generate import generate_workload
 from llm_serving_env.workload.predictors import BucketPredictor, LognormalPredictor
 
@@ -211,6 +211,12 @@ class Future(Scheduler):
         assert np.isnan(t.arrival_s[k:]).all() and not t.prompt_tokens[k:].any()
         assert np.isnan(t.predicted_output_tokens[k:]).all()
         assert (t.arrival_s[:k] <= view.now_s).all() and t.prompt_tokens[:k].all()
+        # every array of the table holds one constant (its "unknown") for future requests
+        for name in RequestTable.__slots__:
+            future = np.asarray(getattr(t, name))[k:]
+            if future.size:
+                assert (np.isnan(future).all() if future.dtype.kind == "f"
+                        else (future == future[0]).all()), name
         self.checked += 1
         return self.inner.schedule(view)
 

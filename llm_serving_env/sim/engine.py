@@ -208,8 +208,9 @@ class Simulator:
         self.output = np.asarray(w.output_tokens, dtype=np.int64)
         self.prefilled = np.zeros(n, dtype=np.int64)
         # tokens the current prefill must cover: the prompt, or prompt + generated tokens when
-        # a preempted request recomputes its KV cache
-        self.target = self.prompt.copy()
+        # a preempted request recomputes its KV cache; 0 until the request arrives (schedulers
+        # read this array, and must not learn a prompt before its arrival)
+        self.target = np.zeros(n, dtype=np.int64)
         self.kv_tokens = np.zeros(n, dtype=np.int64)  # tokens whose KV is held (reserved)
         self.kv_blocks = np.zeros(n, dtype=np.int64)  # paged blocks held
         self.generated = np.zeros(n, dtype=np.int64)
@@ -376,7 +377,14 @@ class Simulator:
 
     @property
     def limits(self) -> WorkloadLimits:
-        """The longest prompt and output of this run's requests (for ``check_feasible``)."""
+        """The longest prompt and output the run allows (for ``check_feasible``): the config's
+        length distributions' maxima (what an operator configures as ``max_model_len`` and
+        ``max_tokens``), or, for a workload given explicitly, its own maxima (the caller
+        states them by handing it over). Never the realised lengths of a generated run."""
+        if self._given_workload is None:
+            w = self.config.workload
+            return WorkloadLimits(int(w.prompt_tokens.max_value()),
+                                  int(w.output_tokens.max_value()))
         return WorkloadLimits(int(self.prompt.max(initial=0)), int(self.output.max(initial=0)))
 
     def _admit_arrivals(self, t: float) -> None:
@@ -384,6 +392,7 @@ class Simulator:
         stop = int(np.searchsorted(self.arrival_s, t, side="right"))
         self.next_arrival = stop
         self.next_arrival_s = float(self.arrival_s[stop]) if stop < self.n else _INF
+        self.target[start:stop] = self.prompt[start:stop]
         self._public_arrival_s[start:stop] = self.arrival_s[start:stop]
         self._public_prompt[start:stop] = self.prompt[start:stop]
         self._public_predicted[start:stop] = self._predicted[start:stop]
