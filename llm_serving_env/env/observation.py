@@ -30,7 +30,7 @@ WAITING_FEATURES = ("occupied", "remaining_prompt", "remaining_fraction", "age",
 #: Per-slot features of the first ``num_slots`` entries of ``view.decoding``.
 DECODING_FEATURES = ("occupied", "since_last_token", "generated", "predicted_remaining",
                      "age")
-_ROLES = ("mixed", "prefill", "decode")
+_ROLE_SLOT = {role: 13 + k for k, role in enumerate(("mixed", "prefill", "decode"))}
 _ARRIVED_FRACTION = GLOBAL_FEATURES.index("arrived_fraction")
 
 
@@ -62,6 +62,8 @@ class Observer:
         self.rate_scale = float(getattr(config.workload.arrival, "rate_per_s", 1.0))
         self.rate_window_s = 100.0 / self.rate_scale
         self.output_scale = float(config.workload.output_tokens.mean())
+        # without a predictor the predicted-remaining feature is 0: skip computing it
+        self._predicts = config.workload.length_predictor.knows_lengths
         self.num_global = len(GLOBAL_FEATURES)
         self.size = self.num_global + n * (len(WAITING_FEATURES) + len(DECODING_FEATURES))
         self.names = (list(GLOBAL_FEATURES)
@@ -151,13 +153,13 @@ class Observer:
             nd = d.size
             o = self.num_global + len(WAITING_FEATURES) * n
             gen = t.generated_tokens[d]
-            predicted = t.predicted_output_tokens[d]
             since = now - t.last_token_s[d]
             raw[o: o + nd] = 1.0
             raw[o + n: o + n + nd] = since
             raw[o + 2 * n: o + 2 * n + nd] = gen
-            left = predicted - gen
-            raw[o + 3 * n: o + 3 * n + nd] = np.where(left > 0.0, left, 0.0)  # NaN -> 0
+            if self._predicts:
+                left = t.predicted_output_tokens[d] - gen
+                raw[o + 3 * n: o + 3 * n + nd] = np.where(left > 0.0, left, 0.0)  # NaN -> 0
             raw[o + 4 * n: o + 4 * n + nd] = now - arrival[d]
             stall = (max(since.tolist()) if nd_all <= n
                      else now - float(t.last_token_s[decoding].min()))
@@ -181,7 +183,7 @@ class Observer:
                     oldest / (oldest + self.ttft_scale_s), stall / (stall + self.tbt_scale_s),
                     rate / (rate + self.rate_scale), view.num_arrived / self.num_requests,
                     in_system / (in_system + r_max), busy, index)
-        raw[13 + _ROLES.index(view.role)] = 1.0
+        raw[_ROLE_SLOT[view.role]] = 1.0
         denom = self._alpha * raw
         denom += self._scale
         return (raw / denom).astype(np.float32)

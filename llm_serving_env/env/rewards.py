@@ -65,7 +65,6 @@ class RewardTracker:
         self._arr_cum = np.concatenate(([0.0], np.cumsum(sim.arrival_s))).tolist()
         self._fin_time_sum = 0.0  # sum of finish times of finished requests
         self._area = 0.0  # integral of n(t) dt up to the last decision point
-        self._num_finished = 0
         self._fin_measured = 0  # finished measured requests
         self._w = int(sim.warmup)  # ids below it are warm-up requests: no reward
         self._bad = np.zeros(sim.n, dtype=bool)  # requests that missed a deadline (goodput)
@@ -95,8 +94,8 @@ class RewardTracker:
             #         = sum of finish times of the finished + (arrived - finished) * T
             #           - sum of arrival times of the arrived (all over measured requests)
             w = self._w
-            if len(done) == 1 and w == 0:
-                k = sim.num_finished - self._num_finished
+            if len(done) == 1:  # every finish since the last decision ended this batch
+                k = sim.num_finished_measured - self._fin_measured
                 self._fin_time_sum += rec_end[done[0]] * k
                 self._fin_measured += k
             elif done:
@@ -121,7 +120,6 @@ class RewardTracker:
             for g in done:
                 value += self._token_events(g, rec_end[g])
             value /= self.scale
-        self._num_finished = sim.num_finished
         for g in done:
             rec_end[g] = _INF
             self._rec_batch[g] = None

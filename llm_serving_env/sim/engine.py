@@ -266,6 +266,7 @@ class Simulator:
         self.handoff: list[list[int]] = [[] for _ in range(g)]  # arrived at a decode GPU, FIFO
         self._reset_transfers()
         self.num_finished = 0
+        self.num_finished_measured = 0  # of them, requests after the warm-up
         self._rr_next = 0
         self._batches = _BatchLog()
         # per decode batch, in completion order: its decode ids, their gaps, its batch row
@@ -319,8 +320,9 @@ class Simulator:
             self.max_batch_requests, self.table, kv_free, self.kv_block_tokens, self.roles[g],
             num_arrived=self.next_arrival, num_finished=self.num_finished,
             kv_capacity_blocks=(self.kv_capacity_blocks if self.kv_enabled else math.inf),
-            other_gpus_busy=sum(1 for h in range(self.num_gpus)
-                                if h != g and self.busy_until[h] != _INF))
+            other_gpus_busy=(0 if self.num_gpus == 1 else
+                             sum(1 for h in range(self.num_gpus)
+                                 if h != g and self.busy_until[h] != _INF)))
 
     def next_decision(self) -> DecisionView | None:
         """Advance simulated time to the next decision point and return its view.
@@ -617,6 +619,8 @@ class Simulator:
     def _finish(self, done: np.ndarray, g: int, end: float) -> None:
         self.finish_s[done] = end
         self.num_finished += done.size
+        self.num_finished_measured += (done.size if not self.warmup
+                                       else int(np.count_nonzero(done >= self.warmup)))
         self.outstanding[g] -= done.size
         if self.kv_enabled:
             self.kv_used_blocks[g] -= int(self.kv_blocks[done].sum())
