@@ -15,10 +15,12 @@ from llm_serving_env.analysis.capacity import CapacityResult, capacity
 from llm_serving_env.config.files import load_config, save_config
 from llm_serving_env.config.sim_config import SimConfig
 from llm_serving_env.env import (
+    COMPOSE_ENV_ID,
     ENV_ID,
     BaselineAgent,
     CompactActionWrapper,
     CompactMultiDiscreteWrapper,
+    LLMComposeEnv,
     LLMServingEnv,
 )
 from llm_serving_env.schema.fields import ConfigError
@@ -38,10 +40,13 @@ __version__ = "0.1.0"
 
 if ENV_ID not in _gymnasium.registry:
     _gymnasium.register(id=ENV_ID, entry_point="llm_serving_env.env.serving_env:LLMServingEnv")
+if COMPOSE_ENV_ID not in _gymnasium.registry:
+    _gymnasium.register(id=COMPOSE_ENV_ID,
+                        entry_point="llm_serving_env.env.compose_env:LLMComposeEnv")
 
 __all__ = [
-    "ENV_ID", "BaselineAgent", "CompactActionWrapper", "CompactMultiDiscreteWrapper",
-    "LLMServingEnv",
+    "COMPOSE_ENV_ID", "ENV_ID", "BaselineAgent", "CompactActionWrapper",
+    "CompactMultiDiscreteWrapper", "LLMComposeEnv", "LLMServingEnv",
     "Batch", "CapacityResult", "ConfigError", "DecisionView", "RunResult", "Scheduler",
     "SchedulingError", "SimConfig", "Simulator", "Wait", "available_schedulers", "capacity",
     "load_config", "make_scheduler", "register_scheduler", "save_config", "simulate",

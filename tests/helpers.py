@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from llm_serving_env.config.sim_config import SimConfig
+from llm_serving_env.sim.result import RunResult
 from llm_serving_env.sim.scheduler import DecisionView, RequestTable
 
 BASE: dict[str, Any] = {
@@ -39,6 +41,34 @@ def make_config(**changes: Any) -> SimConfig:
     return SimConfig.from_dict(data)
 
 
+# ---------------------------------------------------------------------- env test cases
+ENV_SLO = {"ttft_ms": 800.0, "tbt_ms": 60.0}
+#: the env tests' cases. One GPU, an SLO, mixed prompt and output lengths; hybrid keeps the
+#: GPU ~75% busy (service S(b) = 10 ms + 1 ms * b)
+ENV_SMALL = make_config(
+    num_requests=60, slo=ENV_SLO,
+    **{"workload.arrival.rate_per_s": 5.0,
+       "workload.prompt_tokens": {"dist": "uniform", "low": 8, "high": 200},
+       "workload.output_tokens": {"dist": "geometric", "mean": 6, "max": 20}})
+ENV_CONFIGS = {
+    "single": ENV_SMALL,
+    # two GPUs, join-shortest-queue, a small KV cache (preemptions) and service noise
+    "kv_2gpu": ENV_SMALL.replace({"gpus.count": 2, "gpus.router": "jsq",
+                                  "gpus.kv_capacity_tokens": 300, "service.noise": "exponential",
+                                  "workload.arrival.rate_per_s": 12.0}),
+    # disaggregated prefill (1 GPU) and decode (2 GPUs) pools with a KV transfer time
+    "disaggregated": ENV_SMALL.replace({
+        "gpus.count": 3, "workload.arrival.rate_per_s": 8.0,
+        "disaggregation": {"prefill": {"count": 1}, "decode": {"count": 2},
+                           "kv_bytes_per_token": 1.0e5, "bandwidth_gb_per_s": 10.0}}),
+    # tight limits: few slots, a small token limit, long prompts (joint violations)
+    "tight": ENV_SMALL.replace({"gpus.max_batch_tokens": 96, "gpus.max_batch_requests": 5,
+                                "scheduler.token_budget": 64,
+                                "workload.prompt_tokens": {"dist": "uniform", "low": 50,
+                                                           "high": 300}}),
+}
+
+
 def hand_view(cfg: SimConfig, now_s: float, prompts: Sequence[int],
               arrivals: Sequence[float], *, waiting: Sequence[int] = (),
               decoding: Sequence[int] = (), last_token_s: float | None = None) -> DecisionView:
@@ -65,3 +95,14 @@ def hand_view(cfg: SimConfig, now_s: float, prompts: Sequence[int],
         gpu=gpu, kv_tokens=zeros.copy(), kv_blocks=zeros.copy())
     return DecisionView(now_s, 0, np.asarray(waiting, dtype=np.int64), 0, dec, int(dec.size),
                         cfg.gpus.max_batch_tokens, cfg.gpus.max_batch_requests, table)
+
+
+def assert_same_result(a: RunResult, b: RunResult) -> None:
+    """Two runs are equal bit for bit: requests, batches, summary and TBT gaps."""
+    assert a.requests.equals(b.requests)
+    assert a.batches.equals(b.batches)
+    sa, sb = a.summary(), b.summary()
+    assert sa.keys() == sb.keys()
+    for key in sa:
+        assert sa[key] == sb[key] or (math.isnan(sa[key]) and math.isnan(sb[key])), key
+    np.testing.assert_array_equal(a.tbt_gaps_s, b.tbt_gaps_s)

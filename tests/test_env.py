@@ -10,7 +10,9 @@ import warnings
 import gymnasium as gym
 import numpy as np
 import pytest
-from helpers import make_config
+from helpers import ENV_CONFIGS as CONFIGS
+from helpers import ENV_SMALL as SMALL
+from helpers import assert_same_result, make_config
 
 import llm_serving_env as lse
 from llm_serving_env.env import (
@@ -21,32 +23,6 @@ from llm_serving_env.env import (
 )
 from llm_serving_env.schema.fields import ConfigError
 from llm_serving_env.sim.batch import Batch, Wait
-
-SLO = {"ttft_ms": 800.0, "tbt_ms": 60.0}
-#: one GPU, an SLO, mixed prompt and output lengths; hybrid keeps the GPU ~75% busy
-#: (service S(b) = 10 ms + 1 ms * b)
-SMALL = make_config(
-    num_requests=60, slo=SLO,
-    **{"workload.arrival.rate_per_s": 5.0,
-       "workload.prompt_tokens": {"dist": "uniform", "low": 8, "high": 200},
-       "workload.output_tokens": {"dist": "geometric", "mean": 6, "max": 20}})
-CONFIGS = {
-    "single": SMALL,
-    # two GPUs, join-shortest-queue, a small KV cache (preemptions) and service noise
-    "kv_2gpu": SMALL.replace({"gpus.count": 2, "gpus.router": "jsq",
-                              "gpus.kv_capacity_tokens": 300, "service.noise": "exponential",
-                              "workload.arrival.rate_per_s": 12.0}),
-    # disaggregated prefill (1 GPU) and decode (2 GPUs) pools with a KV transfer time
-    "disaggregated": SMALL.replace({
-        "gpus.count": 3, "workload.arrival.rate_per_s": 8.0,
-        "disaggregation": {"prefill": {"count": 1}, "decode": {"count": 2},
-                           "kv_bytes_per_token": 1.0e5, "bandwidth_gb_per_s": 10.0}}),
-    # tight limits: few slots, a small token limit, long prompts (joint violations)
-    "tight": SMALL.replace({"gpus.max_batch_tokens": 96, "gpus.max_batch_requests": 5,
-                            "scheduler.token_budget": 64,
-                            "workload.prompt_tokens": {"dist": "uniform", "low": 50,
-                                                       "high": 300}}),
-}
 
 
 def masked_sample(env: LLMServingEnv, rng: np.random.Generator) -> np.ndarray:
@@ -184,16 +160,6 @@ def test_sb3_subproc_vec_env_steps():
 
 
 # ---------------------------------------------------------------------- baselines through the env
-def _same_result(a: lse.RunResult, b: lse.RunResult) -> None:
-    assert a.requests.equals(b.requests)
-    assert a.batches.equals(b.batches)
-    sa, sb = a.summary(), b.summary()
-    assert sa.keys() == sb.keys()
-    for key in sa:
-        assert sa[key] == sb[key] or (math.isnan(sa[key]) and math.isnan(sb[key])), key
-    np.testing.assert_array_equal(a.tbt_gaps_s, b.tbt_gaps_s)
-
-
 @pytest.mark.parametrize("config_name", ["single", "kv_2gpu", "disaggregated"])
 @pytest.mark.parametrize("policy", lse.available_schedulers())
 def test_every_scheduler_through_the_env_matches_simulate_bit_for_bit(policy, config_name):
@@ -203,10 +169,10 @@ def test_every_scheduler_through_the_env_matches_simulate_bit_for_bit(policy, co
     env = gym.make(ENV_ID, config=cfg)
     agent = lse.BaselineAgent(policy, env)
     run_episode(env, agent.act, seed)
-    _same_result(env.unwrapped.result(), expected)
+    assert_same_result(env.unwrapped.result(), expected)
     # a second episode on the same env and agent (scheduler rebuilt and reset) matches too
     run_episode(env, agent.act, seed + 1)
-    _same_result(env.unwrapped.result(), lse.simulate(cfg, policy, seed=seed + 1))
+    assert_same_result(env.unwrapped.result(), lse.simulate(cfg, policy, seed=seed + 1))
 
 
 def test_baseline_agent_accepts_a_scheduler_instance():
@@ -214,7 +180,7 @@ def test_baseline_agent_accepts_a_scheduler_instance():
     env = LLMServingEnv(cfg)
     agent = lse.BaselineAgent(lse.make_scheduler(cfg, "slo_aware"))
     run_episode(env, lambda: agent.act(env), 5)
-    _same_result(env.result(), lse.simulate(cfg, "slo_aware", seed=5))
+    assert_same_result(env.result(), lse.simulate(cfg, "slo_aware", seed=5))
 
 
 # ---------------------------------------------------------------------- reward identities

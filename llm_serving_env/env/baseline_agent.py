@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gymnasium as gym
 
+from llm_serving_env.env.native_encoder import CommandEncoder
 from llm_serving_env.env.serving_env import LLMServingEnv
 from llm_serving_env.sim.batch import Batch, Wait
 from llm_serving_env.sim.scheduler import Scheduler, make_scheduler
@@ -14,7 +15,10 @@ __all__ = ["BaselineAgent"]
 class BaselineAgent:
     """A hand-written scheduler acting through the env: ``agent.act(env)`` returns the
     scheduler's ``Batch`` or ``Wait`` for ``env.unwrapped.decision_view``, to pass to
-    ``env.step``.
+    ``env.step``; with ``native=True`` (``LLMServing-v1`` only) it returns instead the next
+    element of ``env.action_space`` that composes that answer (a
+    :class:`~llm_serving_env.env.native_encoder.CommandEncoder` plans them; ``NotExpressible``
+    if the env's guards or ``hold_s`` forbid it).
 
     ``policy`` is a registered scheduler name (built with ``make_scheduler(config, name)``,
     as ``simulate`` does; None = the config's scheduler) or a Scheduler instance. At the first
@@ -23,15 +27,19 @@ class BaselineAgent:
     the env gives the same RunResult, bit for bit, as ``simulate(config, policy, seed)``.
     """
 
-    def __init__(self, policy: str | Scheduler | None = None, env: gym.Env | None = None
-                 ) -> None:
+    def __init__(self, policy: str | Scheduler | None = None, env: gym.Env | None = None,
+                 *, native: bool = False) -> None:
         self.policy = policy
         self.env = env
+        self.native = native
+        self._encoder: CommandEncoder | None = None
+        self._encoded: object | None = None
         self.scheduler: Scheduler | None = None
         self._episode: tuple[int, int] | None = None
 
-    def act(self, env: gym.Env | None = None) -> Batch | Wait:
-        """The scheduler's answer at the env's current decision point."""
+    def act(self, env: gym.Env | None = None) -> Batch | Wait | int:
+        """The scheduler's answer at the env's current decision point (``native``: the next
+        micro-action composing it)."""
         env = env if env is not None else self.env
         if env is None:
             raise ValueError("BaselineAgent.act needs an env")
@@ -48,7 +56,15 @@ class BaselineAgent:
             scheduler.check_feasible(base.sim.limits)
             scheduler.reset(base.sim.policy_rng)
             self.scheduler = scheduler
-        return self.scheduler.schedule(view)
+        if not self.native:
+            return self.scheduler.schedule(view)
+        composer = getattr(base, "composer", None)
+        if composer is None:
+            raise ValueError("BaselineAgent(native=True) acts on LLMServing-v1 (LLMComposeEnv)")
+        if composer is not self._encoded:  # a new decision point: ask the scheduler once
+            self._encoded = composer
+            self._encoder = CommandEncoder(composer, self.scheduler.schedule(view))
+        return self._encoder.next_action()
 
     __call__ = act
 

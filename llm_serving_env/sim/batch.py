@@ -32,7 +32,8 @@ class Batch:
     Attributes:
         prefill_ids: int64 array (p,), requests that get a prefill chunk in this iteration.
         prefill_tokens: int64 array (p,), prompt tokens of each chunk (>= 1, at most what remains).
-        decode_ids: int64 array (d,), requests that decode one token in this iteration.
+        decode_ids: int64 array (d,), requests that decode one token in this iteration
+            (their order does not matter: the engine runs them in the GPU's decode order).
 
     Token load ``b = prefill_tokens.sum() + len(decode_ids)``. The engine checks every rule
     (see :class:`SchedulingError`) when the batch is executed.

@@ -441,6 +441,16 @@ class Simulator:
         if not isinstance(action, Batch):
             raise TypeError(f"a policy must return a Batch or a Wait, got {type(action).__name__}")
         num_new = self._check(action, g)
+        dids = action.decode_ids
+        dec = self.decoding[g]
+        if dids.size > 1 and not (dids is dec or dids.base is dec):
+            # a batch's decodes run in the GPU's decode order, whatever order the Batch lists
+            # them in: the results depend on the set only (so an env action that chooses a set
+            # reproduces any scheduler's batch exactly)
+            in_order = dec[np.isin(dec, dids)]
+            if not np.array_equal(in_order, dids):
+                action = Batch(prefill_ids=action.prefill_ids,
+                               prefill_tokens=action.prefill_tokens, decode_ids=in_order)
         if self.kv_enabled:
             action = self._reserve_kv(action, g)
             if action is None:  # every request of the batch was preempted: decide again

@@ -1,0 +1,361 @@
+"""``LLMServing-v1``: the batch composed pick by pick, with an exact mask.
+
+``LLMServing-v0`` asks for the whole batch in one ``MultiDiscrete`` action over the first N
+waiting and decoding requests, masks each dimension alone and repairs what the dimensions
+break together. That cannot express a rule that picks the 17th waiting request, credits PPO for
+sub-actions that never ran, and lets a random policy starve every decode. ``LLMServing-v1``
+keeps the simulator, the rewards and the episodes of v0 and changes the action: a decision
+point is a short sequence of micro-steps in one ``Discrete`` space (see :class:`LLMComposeEnv`).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from gymnasium import spaces
+
+from llm_serving_env.config.sim_config import SimConfig
+from llm_serving_env.env.compose import ComposeLayout, Composer
+from llm_serving_env.env.serving_env import (
+    DEFAULT_CHUNK_LADDER,
+    DEFAULT_NUM_SLOTS,
+    LLMServingEnv,
+    integer_action,
+)
+from llm_serving_env.hardware.service import ServiceModel
+from llm_serving_env.sim.batch import Batch, SchedulingError, Wait
+
+__all__ = ["COMPOSE_ENV_ID", "DEFAULT_HOLD_FRACTIONS", "LLMComposeEnv"]
+
+#: The id under which the composition environment is registered with Gymnasium.
+COMPOSE_ENV_ID = "LLMServing-v1"
+#: Default timed holds, as fractions of the TTFT objective (of 1 s without an SLO).
+DEFAULT_HOLD_FRACTIONS = (0.125, 0.25, 0.5, 1.0)
+
+#: Compose-state features, in order (after the 16 global features of v0).
+STATE_FEATURES = (
+    "budget", "load", "picks", "decodes_in_batch", "decodes_held", "page", "more_pages",
+    "decode_page", "more_decode_pages", "slots_left", "kv_room", "deadline_budget",
+    "micro_step",
+)
+#: Per-candidate features of the current page of unpicked waiting requests.
+CANDIDATE_FEATURES = ("occupied", "remaining_prompt", "chunk", "age", "resident",
+                      "predicted_output", "late")
+#: Per-decode features of the current decode page.
+DECODE_FEATURES = ("occupied", "in_batch", "since_last_token", "slack", "generated",
+                   "predicted_remaining", "age")
+_INF = math.inf
+
+
+class LLMComposeEnv(LLMServingEnv):
+    """Batch composition for an LLM-serving GPU, one pick per step (``LLMServing-v1``).
+
+    ## Description
+
+    The simulator, rewards, episodes and options of ``LLMServing-v0`` (see
+    :class:`~llm_serving_env.env.serving_env.LLMServingEnv`), with a different action: at each
+    decision point (a GPU is free and has work) the agent builds the batch in micro-steps.
+    It starts from the *default batch*: every decode-ready request decodes (the first
+    ``max_batch_tokens`` of them), no prefill, and a token budget ``B`` = the largest load
+    whose mean iteration time still meets every decode's TBT deadline (``max_batch_tokens``
+    without an SLO or without decodes). It then picks waiting requests one at a time, edits
+    the decodes or the budget, and ends the decision with DISPATCH or a timed WAIT. Only a
+    step that ends a decision advances simulated time; the others have ``dt_s = 0`` and reward
+    0, so time-discounting (``gamma ** dt_s``) leaves them undiscounted.
+
+    ## Action Space
+
+    ``Discrete(3N + 6 + 2J + 2H)``, ``N = num_slots`` (default 16), ``J`` the bits of
+    ``max_batch_tokens`` (K), ``H = len(hold_s)``;
+    :class:`~llm_serving_env.env.compose.ComposeLayout` numbers them:
+
+    | action             | effect                                                            |
+    |--------------------|-------------------------------------------------------------------|
+    | PICK_j (N)         | the j-th unpicked waiting request of the page (partial prefills   |
+    |                    | first, then the queue's order) gets a chunk of                    |
+    |                    | min(remaining prompt, B - load, KV room) tokens                   |
+    | NEXT_PAGE          | show the next N unpicked waiting requests (wraps round to the     |
+    |                    | first page; at most one tour of the pages between two picks)      |
+    | FIRST_PAGE         | back to the first page (counts as a page move)                    |
+    | DISPATCH           | run the batch; an empty one idles the GPU until the next event    |
+    | TOGGLE_j (N)       | the j-th decode of the decode page leaves (joins) the batch; once |
+    |                    | per decode and decision                                           |
+    | NEXT_DECODE_PAGE, FIRST_DECODE_PAGE | page through ``view.decoding`` likewise (one     |
+    |                    | tour between two toggles)                                         |
+    | HOLD_ALL           | hold every decode back (once per decision)                        |
+    | HOLD_FROM_j (N)    | hold every decode from position j of the decode page on (once)    |
+    | BUDGET_UP_i (J)    | B += 2**i (each once per decision; B <= K)                        |
+    | BUDGET_DOWN_i (J)  | B -= 2**i (each once per decision; B >= 1)                        |
+    | WAIT_k (H)         | hold the picked cohort: idle until its oldest arrival + hold_s[k] |
+    |                    | (or the next event); the picks are not run                        |
+    | WAIT_SERVICE_k (H) | likewise until oldest arrival + hold_s[k] - S(its prefill tokens) |
+
+    **The mask is exact.** ``action_masks()`` allows an action only if it runs as chosen:
+    a pick only if its chunk is at least one token, it has a slot (a new request needs
+    ``view.free_slots``) and its KV fits; a decode joins only within ``max_batch_tokens``;
+    WAIT only with picks and a time in the future; an empty DISPATCH only while an event is
+    pending (otherwise it would deadlock). There is no repair step; ``info["repaired"]`` is
+    always False. A masked action (a policy that ignores the mask, or Gymnasium's checker
+    sampling the space) changes nothing: the step returns the same state, reward 0 and
+    ``info["masked"]`` True. The engine may still preempt residents when the decodes' KV
+    growth exceeds the free blocks (its preemption rule, as under every scheduler). Each
+    decision ends within a bounded number of micro-steps: every pick removes a candidate;
+    every other move is once per decision, or once per page between two picks or toggles.
+    (The one exception: while the batch is empty and no event is pending, the pages stay
+    open until the agent picks, since nothing else can happen.) Holding decodes back so that
+    the batch would be empty is allowed only while an event is pending or a waiting request
+    can still be picked, so an agent cannot talk itself into a deadlock by
+    its decode edits.
+
+    **Expressiveness.** Every batch the engine accepts, for any queue length, is a sequence
+    of these actions (page to a request, move B to cut its chunk, toggle decodes); so is a
+    ``Wait(until_s)`` whose time is a cohort's oldest arrival plus a ``hold_s`` entry (minus the
+    cohort's mean prefill time, as ``dynamic_batch``). :class:`~llm_serving_env.env.BaselineAgent`
+    with ``native=True`` turns any registered scheduler's answers into these actions, and the
+    run equals ``simulate(config, policy, seed)`` bit for bit (``tests/test_compose_env.py``).
+    Decodes run in the GPU's decode order whatever order a batch lists them in (the engine's
+    rule), so a set of decodes is all an action has to choose.
+
+    **Guards** (option ``guards``, default True) make random exploration safe, at the price of
+    forbidding some batches a hand-written rule may build (replay those with
+    ``guards=False``): a decode may be held back only if its next token can skip this
+    iteration and the next, both of K tokens, and still meet its TBT objective (or is late
+    already); the budget rises only while its mean iteration time meets every in-batch
+    decode's deadline; a new request is admitted only if the KV blocks of its whole remaining
+    prompt fit beside those the partially prefilled requests still need (so memory never fills
+    with prefills that cannot finish); WAIT only when every decode may be held. Without an SLO
+    the decode guards allow everything.
+
+    ## Observation Space
+
+    ``Box(0, 1, (16 + 13 + 7N + 7N,), float32)``: v0's 16 global features, 13 compose-state
+    features (``STATE_FEATURES``: B / K, load / K, picks p / (p + N), share of decodes in the
+    batch and held, page offset over the unpicked count, whether more pages follow (waiting and
+    decodes), free slots left / R, KV room left / capacity, deadline budget / K, micro-steps
+    taken m / (m + N)), then the page's N candidates feature-major (``CANDIDATE_FEATURES``:
+    occupied; remaining prompt r / (r + P); the chunk a pick would get c / (c + P); age
+    a / (a + T_ttft); resident (partially prefilled here); predicted output m / (m + M) from the
+    config's length predictor (0 with none); late: its age plus S(remaining prompt) already
+    exceeds T_ttft) and the decode page's N decodes (``DECODE_FEATURES``: occupied; in the batch;
+    since last token s / (s + T_tbt); TBT slack max(0, last + T_tbt - now) / T_tbt clipped to 1;
+    generated g / (g + M); predicted remaining; age a / (a + T_ttft)). Scales as in v0. The
+    candidates of one page share one feature layout, so a policy can score them with shared
+    weights (``agents.policy_net``) and page through any number of requests.
+
+    ## Rewards, Starting State, Episode End
+
+    As v0. ``max_steps`` counts micro-steps. ``info``: ``decided`` (the step ended a decision
+    and advanced the simulator), ``masked`` (the action was masked: nothing happened),
+    ``gpu``, ``now_s``, ``dt_s``, ``num_finished``, ``repaired`` (always False).
+
+    ## Arguments
+
+    As v0 (``chunk_ladder`` only sets the token scale P = its largest entry) plus ``hold_s``
+    (timed holds in seconds; default ``DEFAULT_HOLD_FRACTIONS`` of the TTFT objective) and
+    ``guards``.
+    """
+
+    def __init__(
+        self,
+        config: SimConfig | str | os.PathLike | Mapping[str, Any] = "default",
+        *,
+        num_slots: int = DEFAULT_NUM_SLOTS,
+        chunk_ladder: Sequence[int] = DEFAULT_CHUNK_LADDER,
+        hold_s: Sequence[float] | None = None,
+        guards: bool = True,
+        **options: Any,
+    ) -> None:
+        super().__init__(config, num_slots=num_slots, chunk_ladder=chunk_ladder, **options)
+        cfg = self.config
+        if not isinstance(guards, bool):
+            raise ValueError(f"guards = {guards!r}: must be True or False")
+        self.guards = guards
+        if hold_s is None:
+            unit = cfg.slo.ttft_ms / 1000.0 if cfg.slo is not None else 1.0
+            hold_s = tuple(f * unit for f in DEFAULT_HOLD_FRACTIONS)
+        holds = np.asarray([float(h) for h in hold_s], dtype=np.float64)
+        if holds.ndim != 1 or not np.all(np.isfinite(holds)) or np.any(holds <= 0):
+            raise ValueError(f"hold_s = {hold_s!r}: must be a sequence of finite times > 0 s")
+        self.hold_s = holds
+        k = self.max_batch_tokens
+        self.layout = ComposeLayout(self.num_slots, k.bit_length(), holds.size)
+        self.action_space = spaces.Discrete(self.layout.size)
+        n = self.num_slots
+        self.num_global = self.observer.num_global
+        self.state_offset = self.num_global
+        self.candidate_offset = self.state_offset + len(STATE_FEATURES)
+        self.decode_offset = self.candidate_offset + n * len(CANDIDATE_FEATURES)
+        self.obs_size = self.decode_offset + n * len(DECODE_FEATURES)
+        self.observation_space = spaces.Box(0.0, 1.0, (self.obs_size,), np.float32)
+        self.observation_names = (
+            list(self.observer.names[: self.num_global]) + list(STATE_FEATURES)
+            + [f"candidate_{f}_{i}" for f in CANDIDATE_FEATURES for i in range(n)]
+            + [f"decode_{f}_{i}" for f in DECODE_FEATURES for i in range(n)])
+        rng = np.random.default_rng(0)  # only means are used; nothing is drawn
+        self._prefill_model = ServiceModel.from_config(cfg.service_for("prefill"), rng)
+        self._models: dict[str, tuple[Any, np.ndarray]] = {}
+        for role in ("mixed", "prefill", "decode"):
+            model = ServiceModel.from_config(cfg.service_for(role), rng)
+            table = np.maximum.accumulate(
+                np.asarray(model.mean_s(np.arange(k + 1)), dtype=np.float64))
+            self._models[role] = (model.mean_s, table)
+        self._composer: Composer | None = None
+        self._globals = np.zeros(self.num_global, dtype=np.float32)
+        self._micro = 0
+        self._last_obs = np.zeros(self.observer.size, dtype=np.float32)
+        obs = self.observer
+        self._p = obs.token_scale
+        self._ttft = obs.ttft_scale_s
+        self._tbt = obs.tbt_scale_s
+        self._m = obs.output_scale
+        self._slo_ttft = cfg.slo.ttft_ms / 1000.0 if cfg.slo is not None else _INF
+
+    # ------------------------------------------------------------------ Gymnasium API
+    def reset(self, *, seed: int | None = None,
+              options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+        """Start an episode (as v0); the first observation is the first decision's."""
+        self._last_obs, info = super().reset(seed=seed, options=options)
+        self._start_decision()
+        return self._observe(), info
+
+    def step(self, action: int | np.integer | Batch | Wait
+             ) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        """One micro-step (see "Action Space"); a ``Batch`` / ``Wait`` object ends the decision
+        at once with that command (the micro-steps taken so far are dropped)."""
+        view = self._view
+        if view is None or not self._active:
+            raise RuntimeError("the episode is over: call reset() first")
+        masked = False
+        if isinstance(action, (Batch, Wait)):
+            command: Batch | Wait | None = action
+        else:
+            a = integer_action(action, self.action_space)
+            if a.size != 1 or not 0 <= int(a.reshape(-1)[0]) < self.layout.size:
+                raise ValueError(f"action {action!r} is not an element of {self.action_space}")
+            index = int(a.reshape(-1)[0])
+            masked = not self._composer.mask()[index]
+            command = None if masked else self._composer.apply(index)
+        self._micro += 1
+        if command is None:
+            self._steps += 1
+            truncated = self.max_steps is not None and self._steps >= self.max_steps
+            if truncated:
+                self._active = False
+            info = {"repaired": False, "decided": False, "masked": masked, "gpu": view.gpu,
+                    "now_s": self.sim.now_s, "dt_s": 0.0, "num_finished": self.sim.num_finished}
+            return self._observe(), 0.0, False, truncated, info
+        obs_v0, reward, terminated, truncated, info = super().step(command)
+        self._last_obs = obs_v0
+        info["decided"] = True
+        info["masked"] = False
+        if terminated:
+            self._composer = None
+            return self._final_observation(obs_v0), reward, terminated, truncated, info
+        self._start_decision()
+        return self._observe(), reward, terminated, truncated, info
+
+    def action_masks(self) -> np.ndarray:
+        """Boolean mask over ``Discrete(n)``: True = allowed, executed exactly as chosen."""
+        if self._composer is None:
+            mask = np.zeros(self.layout.size, dtype=bool)
+            mask[self.layout.dispatch] = True
+            return mask
+        mask = self._composer.mask()
+        if not mask.any():
+            raise SchedulingError(
+                "deadlock", f"at t={self.sim.now_s:.6f}s no micro-action of GPU "
+                f"{self._view.gpu} can run and no event is pending (make the env with "
+                "guards=True to keep new requests from filling memory)")
+        return mask.copy()
+
+    @property
+    def composer(self) -> Composer | None:
+        """The current decision's batch under construction (None once terminated)."""
+        return self._composer
+
+    # ------------------------------------------------------------------ internals
+    def _start_decision(self) -> None:
+        view = self._view
+        if view is None:
+            self._composer = None
+            return
+        mean_s, table = self._models[view.role]
+        self._composer = Composer(view, self.layout, self.hold_s, self._prefill_model.mean_s,
+                                  mean_s, table, self._slo_tbt_s, self.guards,
+                                  self.sim.event_pending())
+        self._globals = self._last_obs[: self.num_global].copy()
+        self._micro = 0
+
+    def _final_observation(self, obs_v0: np.ndarray) -> np.ndarray:
+        out = np.zeros(self.obs_size, dtype=np.float32)
+        out[: self.num_global] = obs_v0[: self.num_global]
+        return out
+
+    def _observe(self) -> np.ndarray:
+        c = self._composer
+        out = np.zeros(self.obs_size, dtype=np.float64)
+        out[: self.num_global] = self._globals
+        if c is None:
+            return out.astype(np.float32)
+        view = c.view
+        n = self.num_slots
+        k = float(self.max_batch_tokens)
+        nd = c.decoding.size
+        inb = int(np.count_nonzero(c.in_batch))
+        o = self.state_offset
+        kv = c.kv_room()
+        state = (
+            c.budget / k, min(c.load / k, 1.0), len(c.picks) / (len(c.picks) + n),
+            inb / nd if nd else 0.0, (nd - inb) / nd if nd else 0.0,
+            c.page * n / c.unpicked.size if c.unpicked.size else 0.0,
+            float(c.unpicked.size > (c.page + 1) * n),
+            c.decode_page * n / nd if nd else 0.0, float(nd > (c.decode_page + 1) * n),
+            max(0, view.free_slots - c.new_count) / self.max_batch_requests,
+            1.0 if kv == _INF else max(0.0, kv) / max(1.0, view.kv_capacity_blocks),
+            c._deadline_budget() / k, self._micro / (self._micro + n),
+        )
+        out[o: o + len(state)] = state
+        t = view.requests
+        now = view.now_s
+        pos = c.page_positions()
+        if pos.size:
+            ids = c.waiting[pos]
+            m = pos.size
+            o = self.candidate_offset
+            rem = c.remaining[pos].astype(np.float64)
+            chunk = c.chunk_of(pos).astype(np.float64)
+            age = now - t.arrival_s[ids]
+            out[o: o + m] = 1.0
+            out[o + n: o + n + m] = rem / (rem + self._p)
+            out[o + 2 * n: o + 2 * n + m] = chunk / (chunk + self._p)
+            out[o + 3 * n: o + 3 * n + m] = age / (age + self._ttft)
+            out[o + 4 * n: o + 4 * n + m] = pos < view.num_partial
+            pred = t.predicted_output_tokens[ids]
+            out[o + 5 * n: o + 5 * n + m] = np.where(pred > 0.0, pred / (pred + self._m), 0.0)
+            if self._slo_ttft != _INF:
+                alone = age + self._prefill_model.mean_s(c.remaining[pos])
+                out[o + 6 * n: o + 6 * n + m] = (alone > self._slo_ttft) \
+                    & (t.generated_tokens[ids] == 0)
+        dpos = c.decode_page_positions()
+        if dpos.size:
+            ids = c.decoding[dpos]
+            m = dpos.size
+            o = self.decode_offset
+            since = now - t.last_token_s[ids]
+            gen = t.generated_tokens[ids].astype(np.float64)
+            out[o: o + m] = 1.0
+            out[o + n: o + n + m] = c.in_batch[dpos]
+            out[o + 2 * n: o + 2 * n + m] = since / (since + self._tbt)
+            slack = c.slack[dpos]
+            out[o + 3 * n: o + 3 * n + m] = np.clip(slack / self._tbt, 0.0, 1.0) \
+                if self._slo_tbt_s != _INF else 1.0
+            out[o + 4 * n: o + 4 * n + m] = gen / (gen + self._m)
+            left = t.predicted_output_tokens[ids] - gen
+            out[o + 5 * n: o + 5 * n + m] = np.where(left > 0.0, left / (left + self._m), 0.0)
+            age = now - t.arrival_s[ids]
+            out[o + 6 * n: o + 6 * n + m] = age / (age + self._ttft)
+        return out.astype(np.float32)

@@ -1,0 +1,233 @@
+"""LLMServing-v1: every scheduler's batches composed through micro-actions, bit for bit; an
+exact mask (whatever it allows runs as chosen); bounded decisions; safe random exploration."""
+
+from __future__ import annotations
+
+import math
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from helpers import ENV_CONFIGS, assert_same_result
+
+import llm_serving_env as lse
+from llm_serving_env.env import COMPOSE_ENV_ID, LLMComposeEnv, NotExpressible
+from llm_serving_env.env.compose import ComposeLayout
+from llm_serving_env.schema.fields import ConfigError
+from llm_serving_env.sim.scheduler import canonical_schedulers
+
+
+def replay(env: LLMComposeEnv, policy: str, seed: int) -> int:
+    """Drive ``env`` with ``BaselineAgent(policy, native=True)`` to the end, checking every
+    action is an allowed element of the action space; returns the number of steps."""
+    agent = lse.BaselineAgent(policy, native=True)
+    env.reset(seed=seed)
+    steps = 0
+    while True:
+        action = agent.act(env)
+        assert isinstance(action, (int, np.integer)) and env.action_space.contains(int(action))
+        assert env.action_masks()[action]
+        _, _, terminated, truncated, info = env.step(action)
+        assert not info["repaired"] and not truncated
+        steps += 1
+        if terminated:
+            return steps
+
+
+@pytest.mark.parametrize("num_slots", [16, 2])
+@pytest.mark.parametrize("config_name", ["single", "kv_2gpu", "disaggregated", "tight"])
+@pytest.mark.parametrize("policy", canonical_schedulers())
+def test_every_scheduler_composes_its_batches_through_native_actions(policy, config_name,
+                                                                   num_slots):
+    """The run equals simulate() bit for bit. With two slots per page almost every pick
+    pages through the queue (a request far beyond the first page is reachable)."""
+    cfg = ENV_CONFIGS[config_name].replace({"num_requests": 80})
+    seed = 11
+    try:
+        expected = lse.simulate(cfg, policy, seed=seed)
+    except ConfigError as err:  # the policy cannot serve this workload at all
+        assert config_name == "tight", err
+        pytest.skip(f"{policy} rejects the tight config: {err}")
+    # TTFT objective 0.8 s: the default holds 0.1, 0.2, 0.4, 0.8 s include fixed_batch's
+    # 200 ms timeout and dynamic_batch's 0.5 x 0.8 s
+    env = gym.make(COMPOSE_ENV_ID, config=cfg, guards=False, num_slots=num_slots).unwrapped
+    replay(env, policy, seed)
+    assert_same_result(env.result(), expected)
+    replay(env, policy, seed + 1)  # a second episode, the scheduler rebuilt
+    assert_same_result(env.result(), lse.simulate(cfg, policy, seed=seed + 1))
+
+
+SHIPPED = {
+    # two GPUs with 8,850 tokens of KV each: preemptions
+    "configs/benchmarks/kv_pressure.yaml": 300,
+    # disaggregated prefill and decode pools
+    "configs/distserve.yaml": 200,
+    # five replicas, the Azure conversation trace
+    "configs/azure_conv.yaml": 200,
+}
+
+
+@pytest.mark.parametrize("path", sorted(SHIPPED))
+@pytest.mark.parametrize("policy", canonical_schedulers())
+def test_shipped_configs_compose_bit_for_bit(policy, path):
+    cfg = lse.load_config(path).replace({"num_requests": SHIPPED[path], "warmup_requests": 20})
+    try:
+        expected = lse.simulate(cfg, policy, seed=5)
+    except ConfigError as err:
+        pytest.skip(f"{policy} rejects {path}: {err}")
+    ttft = cfg.slo.ttft_ms / 1000.0 if cfg.slo is not None else 1.0
+    holds = (0.2, 0.5 * ttft, 0.5)  # fixed_batch's and dynamic_batch's default holds
+    env = LLMComposeEnv(cfg, guards=False, hold_s=holds)
+    replay(env, policy, seed=5)
+    assert_same_result(env.result(), expected)
+
+
+def random_episode(env: LLMComposeEnv, seed: int) -> tuple[lse.RunResult, list[int]]:
+    """A uniformly random masked policy; checks that every dispatched batch is the composed
+    one and returns the result and the micro-steps of each decision."""
+    rng = np.random.default_rng(seed)
+    sim = env.sim
+    started: list[tuple[lse.Batch | lse.Wait, lse.Batch | None]] = []
+    execute = sim.execute
+
+    def spy(command):  # what the env hands the engine, and the batch the engine starts
+        execute(command)
+        started.append((command, sim.in_flight[sim._decision_gpu]
+                        if isinstance(command, lse.Batch) else None))
+
+    sim.execute = spy
+    env.reset(seed=seed)
+    lay = env.layout
+    per_decision, micro = [], 0
+    while True:
+        c = env.composer
+        action = int(rng.choice(np.flatnonzero(env.action_masks())))
+        waits = c.hold_targets() if c.picks else None
+        preempted = int(sim.preemptions.sum())
+        _, _, terminated, truncated, info = env.step(action)
+        micro += 1
+        assert not info["repaired"] and not truncated
+        if not info["decided"]:
+            continue
+        if c.event_pending:  # (with nothing pending the pages stay open until a pick)
+            per_decision.append(micro)
+        micro = 0
+        command, ran = started.pop()
+        if action == lay.dispatch:
+            composed = c.command()
+            assert type(command) is type(composed)
+            if isinstance(composed, lse.Batch):
+                for field in ("prefill_ids", "prefill_tokens", "decode_ids"):
+                    np.testing.assert_array_equal(getattr(command, field),
+                                                  getattr(composed, field))
+                if int(sim.preemptions.sum()) == preempted:
+                    # the engine runs it as is (unless it preempted for the decodes' KV growth)
+                    for field in ("prefill_ids", "prefill_tokens", "decode_ids"):
+                        np.testing.assert_array_equal(getattr(ran, field),
+                                                      getattr(composed, field))
+        else:  # a timed hold of the picked cohort
+            assert action >= lay.wait and isinstance(command, lse.Wait)
+            assert command.until_s == waits[action - lay.wait]
+        if terminated:
+            return env.result(), per_decision
+
+
+@pytest.mark.parametrize(("config_name", "guards"), [
+    ("single", True), ("kv_2gpu", True), ("disaggregated", True), ("tight", True),
+    ("single", False), ("disaggregated", False), ("tight", False)])
+def test_random_masked_policy_runs_exactly_what_it_composes(config_name, guards):
+    """(Without the guards and with a KV limit, a random policy can fill memory with partial
+    prefills that cannot finish; the env then raises SchedulingError("deadlock"): see the
+    next test.)"""
+    cfg = ENV_CONFIGS[config_name].replace({"num_requests": 60})
+    env = LLMComposeEnv(cfg, guards=guards, num_slots=4)
+    result, per_decision = random_episode(env, seed=3)
+    assert int(result.requests["finish_s"].notna().sum()) == 60
+    # each decision ends: at most every pick, page move, toggle and one-shot move once
+    lay = env.layout
+    w_max, d_max = 60, cfg.gpus.max_batch_requests
+    n = lay.num_slots
+    bound = (w_max + (w_max + 1) * (w_max // n + 2) + d_max + (d_max + 1) * (d_max // n + 2)
+             + 2 + 2 * lay.budget_bits + 1)
+    assert max(per_decision) <= bound
+
+
+def test_unguarded_random_policy_can_fill_kv_memory_and_is_told_so():
+    cfg = ENV_CONFIGS["kv_2gpu"].replace({"num_requests": 60})
+    with pytest.raises(lse.SchedulingError, match="guards=True"):
+        random_episode(LLMComposeEnv(cfg, guards=False, num_slots=4), seed=3)
+
+
+def test_random_exploration_keeps_the_tbt_objective_with_guards():
+    """configs/default.yaml (TBT objective 200 ms, S(b) = 45.5 ms + 0.3 ms x max(0, b - 64),
+    8.1 req/s): a uniformly random masked policy. With the guards every iteration's planned
+    time meets every decode's deadline (deterministic service), so no measured TBT gap may
+    exceed the objective; without them a random policy holds decodes back and misses it."""
+    cfg = lse.load_config("configs/default.yaml").replace(
+        {"num_requests": 1500, "warmup_requests": 100})
+    tbt = cfg.slo.tbt_ms / 1000.0
+    guarded, _ = random_episode(LLMComposeEnv(cfg, guards=True), seed=1)
+    assert float(np.max(guarded.tbt_gaps_s)) <= tbt + 1e-9
+    free, _ = random_episode(LLMComposeEnv(cfg, guards=False), seed=1)
+    assert float(np.mean(free.tbt_gaps_s > tbt + 1e-9)) > 0.01
+
+
+def test_layout_names_every_action_once():
+    lay = ComposeLayout(num_slots=3, budget_bits=4, num_holds=2)
+    names = [lay.name(a) for a in range(lay.size)]
+    assert len(set(names)) == lay.size == 3 * 3 + 6 + 2 * 4 + 2 * 2
+    assert names[lay.dispatch] == "DISPATCH" and names[lay.wait_service + 1] == "WAIT_SERVICE_1"
+    with pytest.raises(ValueError, match="outside"):
+        lay.name(lay.size)
+
+
+def test_masked_action_changes_nothing():
+    env = LLMComposeEnv(ENV_CONFIGS["single"])
+    obs, _ = env.reset(seed=0)
+    mask = env.action_masks()
+    masked = np.flatnonzero(~mask)
+    after, reward, terminated, truncated, info = env.step(int(masked[0]))
+    assert info["masked"] and not info["decided"] and reward == 0.0
+    assert not terminated and not truncated
+    np.testing.assert_array_equal(env.action_masks(), mask)
+    assert env.composer.picks == [] and env.sim.now_s == info["now_s"]
+    with pytest.raises(ValueError, match="masked"):
+        env.composer.apply(int(masked[0]))  # the composer itself refuses it
+    with pytest.raises(ValueError, match="not an element"):
+        env.step(env.layout.size)
+
+
+def test_checkers_pass():
+    from gymnasium.utils.env_checker import check_env
+    from stable_baselines3.common.env_checker import check_env as sb3_check_env
+
+    check_env(LLMComposeEnv(ENV_CONFIGS["kv_2gpu"]), skip_render_check=True)
+    sb3_check_env(LLMComposeEnv(ENV_CONFIGS["disaggregated"]))
+
+
+def test_a_hold_off_the_ladder_is_not_expressible():
+    cfg = ENV_CONFIGS["single"].replace({"num_requests": 40})
+    env = LLMComposeEnv(cfg, guards=False, hold_s=(0.05,))
+    with pytest.raises(NotExpressible, match="hold_s"):
+        replay(env, "fixed_batch", seed=0)
+
+
+def test_guards_refuse_what_breaks_the_tbt_objective():
+    """prefill_first holds every decode back whenever a prompt waits: the guards refuse that
+    while a decode cannot afford the wait, and the agent says which option replays it."""
+    cfg = ENV_CONFIGS["single"].replace({"num_requests": 60})
+    with pytest.raises(NotExpressible, match="guards=False"):
+        replay(LLMComposeEnv(cfg, guards=True), "prefill_first", seed=0)
+
+
+def test_observation_stays_in_the_box_and_names_match():
+    env = LLMComposeEnv(ENV_CONFIGS["kv_2gpu"], num_slots=4)
+    assert len(env.observation_names) == env.observation_space.shape[0]
+    obs, _ = env.reset(seed=2)
+    rng = np.random.default_rng(0)
+    for _ in range(400):
+        obs, _, terminated, _, _ = env.step(int(rng.choice(np.flatnonzero(env.action_masks()))))
+        assert env.observation_space.contains(obs)
+        assert not math.isnan(float(obs.sum()))
+        if terminated:
+            break
