@@ -45,7 +45,7 @@ from gymnasium import spaces
 
 from baselines.slo_aware import assemble_batch, srpt_prefill, triage_prefill
 from llm_serving_env.config.sim_config import SimConfig
-from llm_serving_env.env import CompactActionWrapper, LLMServingEnv
+from llm_serving_env.env import CompactActionWrapper, LLMComposeEnv, LLMServingEnv
 from llm_serving_env.env.serving_env import integer_action
 from llm_serving_env.schema.fields import ConfigError
 from llm_serving_env.sim.batch import Batch, Wait
@@ -59,7 +59,7 @@ __all__ = ["ACTION_SPACES", "ORDERS", "EpisodeStatsWrapper", "SeedRangeWrapper",
 ORDERS = ("srpt", "triage", "fcfs")
 #: Action spaces of :func:`make_env`: this module's wrapper, the env's compact wrapper, the
 #: env's native MultiDiscrete action (MaskablePPO).
-ACTION_SPACES = ("slo", "compact", "native")
+ACTION_SPACES = ("slo", "compact", "native", "compose")
 
 _NONE = np.zeros(0, np.int64)
 _NONE.flags.writeable = False
@@ -216,14 +216,18 @@ def make_env(config: SimConfig | str | Mapping[str, Any], spec: Mapping[str, Any
     """The env a model acts in: ``LLMServingEnv(config, reward=spec["reward"],
     **spec["env_options"])`` wrapped per ``spec["action_space"]``: ``"slo"``
     (:class:`SloActionWrapper` with ``spec["budgets"]`` / ``spec["orders"]``), ``"compact"``
-    (the env's ``CompactActionWrapper`` with ``spec["budgets"]``) or ``"native"`` (no wrapper).
+    (the env's ``CompactActionWrapper`` with ``spec["budgets"]``), ``"native"`` (no wrapper), or
+    ``"compose"``: ``LLMServing-v1`` (:class:`LLMComposeEnv`, the batch composed pick by pick).
     The spec is JSON-able and stored in a model's sidecar; the config is not (training uses
     short episodes, evaluation the full-length scenario)."""
 
     cfg = as_config(config)
+    kind = spec.get("action_space", "slo")
+    if kind == "compose":  # LLMServing-v1: its own action, no wrapper
+        return LLMComposeEnv(cfg, reward=spec.get("reward", "goodput"),
+                             **dict(spec.get("env_options") or {}))
     env: gym.Env = LLMServingEnv(cfg, reward=spec.get("reward", "goodput"),
                                  **dict(spec.get("env_options") or {}))
-    kind = spec.get("action_space", "slo")
     if kind == "slo":
         kwargs = {k: spec[k] for k in ("budgets", "orders") if spec.get(k) is not None}
         env = SloActionWrapper(env, **kwargs)

@@ -169,6 +169,13 @@ class TrainedModel:
         import torch.nn as nn
 
         pol = self.model.policy
+        self._net = None
+        if not hasattr(pol.mlp_extractor, "policy_net"):  # ComposeNet: logits straight out
+            self._net = pol.mlp_extractor
+            self._layers = []
+            self._nvec = None
+            self.observation_size = int(self.model.observation_space.shape[0])
+            return
         layers: list[tuple[np.ndarray, np.ndarray] | Any] = []
         for module in pol.mlp_extractor.policy_net:
             if isinstance(module, nn.Linear):
@@ -192,6 +199,12 @@ class TrainedModel:
 
     def logits(self, obs: np.ndarray) -> np.ndarray:
         """Action logits of the policy network for one observation (numpy)."""
+        if self._net is not None:
+            import torch
+
+            with torch.no_grad():
+                x = torch.as_tensor(np.asarray(obs, dtype=np.float32).reshape(1, -1))
+                return self._net.forward_actor(x).numpy()[0].astype(np.float64)
         x = np.asarray(obs, dtype=np.float64).reshape(-1)
         for layer in self._layers:
             x = x @ layer[0] + layer[1] if isinstance(layer, tuple) else layer(x)

@@ -216,7 +216,16 @@ def train(
     venv = VecMonitor(DummyVecEnv([factory(i) for i in range(n_envs)]))
     params = {**DEFAULT_HYPER, **dict(hyper or {})}
     params["batch_size"] = min(int(params["batch_size"]), int(params["n_steps"]) * n_envs)
-    policy_kwargs = {"net_arch": list(net_arch)}
+    policy: Any = "MlpPolicy"
+    policy_kwargs: dict[str, Any] = {"net_arch": list(net_arch)}
+    if action_space == "compose":
+        if algo != "maskable_ppo":
+            raise ValueError("--action-space compose needs --algo maskable_ppo (its mask is "
+                             "part of the action)")
+        from agents.policy_net import ComposePolicy, compose_policy_kwargs
+
+        policy = ComposePolicy  # candidates scored with shared weights (Decima-style)
+        policy_kwargs = compose_policy_kwargs(make_env(ep_cfg, spec), hidden=int(net_arch[0]))
     if algo == "ppo":
         from stable_baselines3 import PPO as Algo
         from stable_baselines3.common.buffers import RolloutBuffer as Buffer
@@ -227,7 +236,7 @@ def train(
         from agents.discount import time_discount_buffer
 
         params["rollout_buffer_class"] = time_discount_buffer(Buffer, gamma_per_s)
-    model = Algo("MlpPolicy", venv, seed=seed, device="cpu", verbose=0,
+    model = Algo(policy, venv, seed=seed, device="cpu", verbose=0,
                  tensorboard_log=tensorboard, policy_kwargs=policy_kwargs, **params)
     curve_file = curve_path(out)
     curve, cbs = _callbacks(timesteps, curve_file, progress)

@@ -240,21 +240,6 @@ def test_ppo_learns_the_best_mode_within_a_bounded_budget(tmp_path):
         assert got > min(returns), (seed, got, returns)
 
 
-def test_maskable_ppo_on_the_native_action_trains(tmp_path):
-    out = tmp_path / "mask.zip"
-    code = main(["train", "--config", str(BENCH / "bursty_chat.yaml"), "--algo",
-                 "maskable_ppo", "--action-space", "native", "--timesteps", "512",
-                 "--n-envs", "1", "--episode-requests", "100", "--out", str(out),
-                 "--hyper", "n_steps=256", "--hyper", "batch_size=64", "--no-progress"])
-    assert code == 0
-    agent = TrainedModel(out)
-    assert agent.algo == "maskable_ppo"
-    env = agent.make_env(bursty(100))
-    obs, _ = env.reset(seed=10_000)
-    action = agent.act(obs, env)
-    assert env.action_space.contains(action)
-
-
 def test_train_rejects_bad_output_name(tmp_path, capsys):
     code = main(["train", "--config", str(BENCH / "bursty_chat.yaml"), "--timesteps", "10",
                  "--out", str(tmp_path / "model.pt"), "--no-progress"])
