@@ -5,9 +5,9 @@ The scenario is an M/G/1 queue with two job classes. One GPU serves one request 
 (``max_batch_requests`` 1), every request has one output token (it finishes when its prefill
 does), prompts are 10 or 100 tokens with probability 1/2 each, S(b) = 1 ms x b exactly, and
 requests arrive as a Poisson process of 14.5/s (load 0.7975). Nothing is preemptive: a chunked
-prefill keeps its slot until it finishes. Among non-preemptive policies the mean time in system
-is minimised by serving the class with the shorter service first (the c-mu rule with equal
-costs; Cox and Smith 1961), and both that and FCFS have closed forms:
+prefill keeps its slot until it finishes. Among non-preemptive work-conserving policies the
+mean time in system is minimised by serving the class with the shorter service first (the c-mu
+rule with equal costs; Cox and Smith 1961), and both that and FCFS have closed forms:
 
 * FCFS, Pollaczek-Khinchine: T = W0 / (1 - rho) + E[S], W0 = sum_i lambda_i E[S_i^2] / 2;
 * shortest first, Cobham (1954): W_1 = W0 / (1 - rho_1), W_2 = W0 / ((1 - rho_1)(1 - rho)),
@@ -102,8 +102,11 @@ def test_maskable_ppo_learns_shortest_first_on_the_composition_action(tmp_path):
     micro-steps, fixed seed, about 40 s on one core (evaluation takes longer: the policy also
     spends its free budget moves before each pick, 16 micro-steps per decision). On the
     held-out seeds its mean time in system must lie within MARGIN (5%) of the shortest-first
-    optimum, allowing for its own 95% interval, and below FCFS on every seed and in the
-    mean. A uniformly random masked policy misses the margin (checked at the end)."""
+    optimum, allowing for its own 95% interval, within MARGIN of the hand-written
+    shortest-first scheduler on the same requests (mean of the per-seed ratios), and below FCFS
+    on every seed and in the mean. A uniformly random masked policy misses the margin (checked
+    at the end). Measured: 0.1765 +- 0.0255 s (optimum 0.1722 s), ratio to shortest-first
+    0.975, FCFS 0.2562 +- 0.0631 s (closed form 0.2358 s)."""
     from agents.policy import TrainedModel
     from agents.train import train
 
@@ -118,9 +121,13 @@ def test_maskable_ppo_learns_shortest_first_on_the_composition_action(tmp_path):
     learned = [agent.run(EVAL, seed=s).summary()["e2e_mean_s"] for s in EVAL_SEEDS]
     baseline = [lse.simulate(EVAL, "request_level", seed=s).summary()["e2e_mean_s"]
                 for s in EVAL_SEEDS]
+    shortest = [lse.simulate(EVAL, ShortestFirst(NoParams(), EVAL), seed=s)
+                .summary()["e2e_mean_s"] for s in EVAL_SEEDS]
     m, h = mean_and_halfwidth(learned)
     assert m - h <= (1 + MARGIN) * spt, (learned, spt)
-    assert m + h >= spt * (1 - MARGIN), (learned, spt)  # nobody beats the optimum
+    # paired with the hand-written optimum on the same requests: within MARGIN on average
+    ratio = float(np.mean(np.asarray(learned) / np.asarray(shortest)))
+    assert ratio <= 1 + MARGIN, (learned, shortest)
     assert all(a < b for a, b in zip(learned, baseline, strict=True)), (learned, baseline)
     assert m + h < fcfs, (learned, fcfs)
     # the test can fail: a uniformly random masked policy is far from the margin
