@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from llm_serving_env.study.learned import evaluation_csvs, learned_scenarios
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -42,51 +44,27 @@ def table(path: Path) -> str:
     return "\n".join(lines)
 
 
-ORDER = ("request_level", "fixed_batch", "dynamic_batch", "prefill_first", "orca", "hybrid",
-         "slo_aware", "slo_triage")
-
-
-def own_model_row(zoo: Path, scenario: str) -> pd.Series | None:
-    """The row of a model trained on ``scenario`` itself (``ppo_slo_SCENARIO``), if any."""
-    path = zoo / f"ppo_slo_{scenario}.eval_{scenario}.csv"
-    if not path.exists():
-        return None
-    df = pd.read_csv(path)
-    rows = df[df["policy"].str.startswith("ppo:")]
-    return rows.iloc[0] if len(rows) else None
-
-
 def wide(paths: list[Path]) -> str:
-    frames = {p.stem.split(".eval_")[-1]: pd.read_csv(p) for p in paths}
-    learned = [n for n in frames[next(iter(frames))]["policy"] if n.startswith("ppo:")]
-    cols = [*ORDER, *learned]
-    head = ["scenario", *[c.split("/")[-1].removesuffix(".zip") for c in cols],
-            "PPO trained on the scenario", "bound", "best rule leaves to the bound",
-            "learned: share of that gap"]
+    frame = learned_scenarios(paths)
+    skip = {"scenario", "best_rule", "ppo_trained_on_scenario", "bound", "best_rule_leaves",
+            "learned_gap_share"}
+    cols = [c for c in frame.columns if c not in skip]
+    head = ["scenario", *cols, "PPO trained on the scenario", "bound",
+            "best rule leaves to the bound", "learned: share of that gap"]
     lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
-    for name, df in frames.items():
-        by = df.set_index("policy")
-        best = by["best_baseline"].iloc[0]
-        bound = float(by["slo_upper_bound_mean"].iloc[0])
-        att = [f"{by.loc[c, 'slo_attainment_mean']:.3f}" if c in by.index else "-"
-               for c in cols]
-        shares = [cell(by.loc[c, "gap_closed_mean"], by.loc[c, "gap_closed_ci95"], 2)
-                  for c in learned]
-        own = own_model_row(paths[0].parent, name)
-        if own is not None and own["policy"] not in learned:
-            att.append(f"{own['slo_attainment_mean']:.3f}")
-            shares.append(cell(own["gap_closed_mean"], own["gap_closed_ci95"], 2))
-        else:
-            att.append("-")
-        leaves = f"{bound / by.loc[best, 'slo_attainment_mean'] - 1:.1%}"
-        lines.append(f"| {name} | " + " | ".join(att) + f" | {bound:.3f} | {leaves} | "
-                     + " / ".join(shares) + " |")
+    for _, r in frame.iterrows():
+        att = [f"{r[c]:.3f}" if pd.notna(r[c]) else "-" for c in cols]
+        own = r["ppo_trained_on_scenario"]
+        att.append(f"{own:.3f}" if pd.notna(own) else "-")
+        shares = " / ".join(cell(m, h, 2) for m, h in r["learned_gap_share"])
+        lines.append(f"| {r['scenario']} | " + " | ".join(att)
+                     + f" | {r['bound']:.3f} | {r['best_rule_leaves']:.1%} | {shares} |")
     return "\n".join(lines)
 
 
 def main(stem: str = "agents/zoo/ppo_slo_bursty_chat") -> None:
     base = ROOT / stem
-    paths = sorted(base.parent.glob(f"{base.name}.eval_*.csv"))
+    paths = evaluation_csvs(base.parent, base.name)
     if not paths:
         raise SystemExit(f"no evaluation CSVs {base.name}.eval_*.csv in {base.parent}")
     print(wide(paths), end="\n\n")

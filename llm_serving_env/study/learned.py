@@ -20,3 +20,58 @@ def learned(out_dir: str | os.PathLike[str] = DEFAULT_OUT_DIR) -> pd.DataFrame |
     path = Path(out_dir) / LEARNED_CSV
     return pd.read_csv(path) if path.exists() else None
 
+
+#: The hand-written schedulers in the order the per-scenario tables list them.
+SCHEDULER_ORDER = ("request_level", "fixed_batch", "dynamic_batch", "prefill_first", "orca",
+                   "hybrid", "slo_aware", "slo_triage")
+
+
+def evaluation_csvs(zoo_dir: str | os.PathLike[str], model: str) -> list[Path]:
+    """The evaluation CSVs of ``model`` in ``zoo_dir`` (``MODEL.eval_SCENARIO.csv``, written by
+    ``llm-serving evaluate --out``), sorted by scenario."""
+    return sorted(Path(zoo_dir).glob(f"{model}.eval_*.csv"))
+
+
+def scenario_of(path: str | os.PathLike[str]) -> str:
+    """The scenario an evaluation CSV is about (``MODEL.eval_SCENARIO.csv``)."""
+    return Path(path).stem.split(".eval_")[-1]
+
+
+def _own_model_row(zoo_dir: Path, scenario: str) -> pd.Series | None:
+    """The row of a model trained on ``scenario`` itself (``ppo_slo_SCENARIO``), if any."""
+    path = zoo_dir / f"ppo_slo_{scenario}.eval_{scenario}.csv"
+    if not path.exists():
+        return None
+    df = pd.read_csv(path)
+    rows = df[df["policy"].str.startswith("ppo:")]
+    return rows.iloc[0] if len(rows) else None
+
+
+def learned_scenarios(paths: list[Path]) -> pd.DataFrame:
+    """One row per benchmark scenario: every policy's mean SLO attainment (one column per
+    hand-written scheduler, per evaluated model, and the model trained on that scenario
+    itself if there is one), the upper bound, what the best rule leaves to it (bound / best
+    - 1), and each learned policy's share of that gap (mean and 95% half-width)."""
+    frames = {scenario_of(p): pd.read_csv(p) for p in paths}
+    learned_cols = [n for n in frames[next(iter(frames))]["policy"] if n.startswith("ppo:")]
+    rows = []
+    for name, df in frames.items():
+        by = df.set_index("policy")
+        best = by["best_baseline"].iloc[0]
+        row: dict[str, object] = {"scenario": name, "best_rule": best}
+        for col in (*SCHEDULER_ORDER, *learned_cols):
+            key = col.split("/")[-1].removesuffix(".zip")
+            row[key] = float(by.loc[col, "slo_attainment_mean"]) if col in by.index else None
+        own = _own_model_row(paths[0].parent, name)
+        own_new = own is not None and own["policy"] not in learned_cols
+        row["ppo_trained_on_scenario"] = float(own["slo_attainment_mean"]) if own_new else None
+        bound = float(by["slo_upper_bound_mean"].iloc[0])
+        row["bound"] = bound
+        row["best_rule_leaves"] = bound / float(by.loc[best, "slo_attainment_mean"]) - 1
+        shares = [(float(by.loc[c, "gap_closed_mean"]), float(by.loc[c, "gap_closed_ci95"]))
+                  for c in learned_cols]
+        if own_new:
+            shares.append((float(own["gap_closed_mean"]), float(own["gap_closed_ci95"])))
+        row["learned_gap_share"] = shares
+        rows.append(row)
+    return pd.DataFrame(rows)

@@ -120,7 +120,9 @@ from llm_serving_env.study.findings import (  # noqa: F401
 )
 from llm_serving_env.study.learned import (  # noqa: F401
     LEARNED_CSV,
+    evaluation_csvs,
     learned,
+    learned_scenarios,
 )
 from llm_serving_env.study.runner import (  # noqa: F401
     ANALYSES,
