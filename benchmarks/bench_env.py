@@ -1,4 +1,4 @@
-"""Environment speed: LLMServing-v0 steps per wall second on one core.
+"""Environment speed: LLMServing-v0 and -v1 steps per wall second on one core.
 
 Runs whole episodes of ``configs/default.yaml`` (20,000 requests, ~35,700 decision points) with
 
@@ -9,6 +9,10 @@ Runs whole episodes of ``configs/default.yaml`` (20,000 requests, ~35,700 decisi
   hybrid's composition through the repair rule),
 * ``native + masks``: the native action built from the masks each step (``action_masks()`` +
   a fixed choice: whole prompts for the first slots, every decode), as a masked agent would,
+* ``v1 + hybrid (native)``: ``LLMServing-v1`` driven by ``BaselineAgent("hybrid",
+  native=True)``: hybrid's batches as micro-actions (steps are micro-steps; decisions are
+  also printed),
+* ``v1 + random masked``: a uniformly random allowed micro-action each step (guards on),
 
 and prints the best and median steps per wall second, and the best per CPU second of the
 process (``time.process_time``: less sensitive to other load on a shared machine). Usage::
@@ -98,6 +102,27 @@ def bench_native_masks(cfg: lse.SimConfig, seed: int) -> Timing:
     return steps, clock.wall, clock.cpu
 
 
+def bench_compose_hybrid(cfg: lse.SimConfig, seed: int) -> Timing:
+    env = lse.LLMComposeEnv(cfg, guards=False)
+    agent = lse.BaselineAgent("hybrid", native=True)
+    with _Clock() as clock:
+        steps = _episode(env, lambda: agent.act(env), seed)
+    return steps, clock.wall, clock.cpu
+
+
+def bench_compose_random(cfg: lse.SimConfig, seed: int) -> Timing:
+    env = lse.LLMComposeEnv(cfg)
+    rng = np.random.default_rng(seed)
+
+    def act() -> int:
+        allowed = np.flatnonzero(env.action_masks())
+        return int(allowed[rng.integers(allowed.size)])
+
+    with _Clock() as clock:
+        steps = _episode(env, act, seed)
+    return steps, clock.wall, clock.cpu
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default=str(ROOT / "configs" / "default.yaml"))
@@ -116,9 +141,12 @@ def main() -> None:
         "gym.make + hybrid (BaselineAgent)": lambda s: bench_env_hybrid(cfg, s, make=True),
         "compact wrapper + fixed action": lambda s: bench_compact(cfg, s),
         "native action from masks": lambda s: bench_native_masks(cfg, s),
+        "v1 + hybrid (native micro-actions)": lambda s: bench_compose_hybrid(cfg, s),
+        "v1 + random masked micro-actions": lambda s: bench_compose_random(cfg, s),
     }
     bench_env_hybrid(warm, 0)
     bench_compact(warm, 0)
+    bench_compose_hybrid(warm, 0)
     print(f"{Path(args.config).name}: {cfg.num_requests} requests per episode, "
           f"{args.repeat} episodes (seeds 0..{args.repeat - 1}) per case")
     print(f"  {'case':36s} {'per wall s: best / median':>27s} {'per CPU s: best':>16s}")

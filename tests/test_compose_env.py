@@ -231,3 +231,30 @@ def test_observation_stays_in_the_box_and_names_match():
         assert not math.isnan(float(obs.sum()))
         if terminated:
             break
+
+
+@pytest.mark.parametrize("guards", [True, False])
+def test_hold_from_mask_equals_its_definition(guards):
+    """HOLD_FROM_j is allowed iff the decodes in the batch from page position j on are not
+    none and may all be held (Composer._can_hold, the rule every other hold uses)."""
+    cfg = lse.load_config("configs/default.yaml").replace(
+        {"num_requests": 300, "warmup_requests": 0})
+    env = LLMComposeEnv(cfg, guards=guards, num_slots=4)
+    env.reset(seed=0)
+    rng = np.random.default_rng(1)
+    lay = env.layout
+    checked = 0
+    for _ in range(3000):
+        c = env.composer
+        mask = env.action_masks()
+        dpos = c.decode_page_positions()
+        for k, p in enumerate(dpos.tolist()):
+            tail = c.in_batch.copy()
+            tail[:p] = False
+            want = (not c.hold_from_used) and bool(tail.any()) and c._can_hold(tail)
+            assert mask[lay.hold_from + k] == want
+            checked += 1
+        _, _, terminated, _, _ = env.step(int(rng.choice(np.flatnonzero(mask))))
+        if terminated:
+            break
+    assert checked > 1000

@@ -362,14 +362,25 @@ class Composer:
             self.in_batch, self.load = saved_in, saved_load
 
     def _hold_from_ok(self, dpos: np.ndarray) -> np.ndarray:
+        """HOLD_FROM_j for each page position: the tail from there holds some in-batch decode,
+        all of them may be held (guards), and the batch keeps work or can get some."""
         if self.hold_from_used:
             return np.zeros(dpos.size, dtype=bool)
-        ok = np.zeros(dpos.size, dtype=bool)
         inb = self.in_batch
-        for k, p in enumerate(dpos.tolist()):
-            tail = inb.copy()
-            tail[:p] = False
-            ok[k] = bool(tail.any()) and self._can_hold(tail)
+        start = int(dpos[0])
+        # suffix flags over view.decoding from the page's first position on
+        rest = inb[start:]
+        tail_any = np.logical_or.accumulate(rest[::-1])[::-1][: dpos.size]
+        ok = tail_any.copy()
+        if self.guards:
+            unsafe = rest & ~self.holdable[start:]
+            ok &= ~np.logical_or.accumulate(unsafe[::-1])[::-1][: dpos.size]
+        if not (self.event_pending or self.picks):
+            before = np.cumsum(inb)[dpos] - inb[dpos]  # in-batch decodes before each position
+            for k in np.flatnonzero(ok & (before == 0)).tolist():
+                tail = inb.copy()
+                tail[: int(dpos[k])] = False
+                ok[k] = self._pickable_without(tail)
         return ok
 
     def hold_targets(self) -> np.ndarray:
