@@ -40,6 +40,8 @@ import numpy as np
 from agents.actions import SloModes, make_env
 from llm_serving_env.config.files import load_config, parse_override
 from llm_serving_env.config.sim_config import SimConfig
+from llm_serving_env.env.compose_env import hold_ladder
+from llm_serving_env.env.compose_observation import ComposeKit
 from llm_serving_env.env.serving_env import make_observer
 from llm_serving_env.schema.fields import ConfigError, flatten
 from llm_serving_env.sim.batch import Batch, Wait
@@ -210,12 +212,14 @@ class TrainedModel:
             x = x @ layer[0] + layer[1] if isinstance(layer, tuple) else layer(x)
         return x
 
-    def act(self, obs: np.ndarray, env: gym.Env | None = None) -> int | np.ndarray:
-        """The deterministic action at ``obs`` (masked by ``env.action_masks()`` for a
-        MaskablePPO model when ``env`` is given)."""
+    def act(self, obs: np.ndarray, env: gym.Env | None = None,
+            mask: np.ndarray | None = None) -> int | np.ndarray:
+        """The deterministic action at ``obs`` (masked by ``mask``, or by
+        ``env.action_masks()`` when ``env`` is given, for a MaskablePPO model)."""
         z = self.logits(obs)
-        if self.algo == "maskable_ppo" and env is not None:
-            mask = _masks(env)
+        if self.algo == "maskable_ppo" and (env is not None or mask is not None):
+            if mask is None:
+                mask = _masks(env)
             if mask is not None:
                 z = np.where(mask, z, -np.inf)
         if self._nvec is None:
@@ -300,13 +304,15 @@ def _slo_modes(sim_config: SimConfig, spec: Mapping[str, Any]) -> SloModes:
 
 
 class LearnedScheduler(Scheduler):
-    """A trained model of the ``slo`` action space as a plain scheduler (``ppo:PATH``): at each
-    decision point, the env's observation from the view, the model's deterministic action,
-    and that mode's batch.
+    """A trained model of the ``slo`` or ``compose`` action space as a plain scheduler
+    (``ppo:PATH``): at each decision point, the env's observation from the view, the model's
+    deterministic action, and that mode's batch (``compose``: the micro-steps of
+    ``LLMServing-v1`` on the same Composer, until DISPATCH or WAIT).
 
     Raises:
-        ConfigError: the model's action space is not ``slo`` (native and compact actions
-            need the env), or its observation size differs from this config's.
+        ConfigError: the model's action space is neither ``slo`` nor ``compose`` (v0's native
+            and compact actions need the env), or its observation size differs from this
+            config's.
     """
 
     name = "ppo"
@@ -316,18 +322,24 @@ class LearnedScheduler(Scheduler):
         self.model = model if isinstance(model, TrainedModel) else load_model(model)
         spec = self.model.spec
         kind = spec.get("action_space", "slo")
-        if kind != "slo":
+        if kind not in ("slo", "compose"):
             raise ConfigError(f"model {self.model.path.name} acts in the {kind!r} action space; "
-                              "as a plain scheduler only 'slo' models run (evaluate it with "
-                              "'llm-serving evaluate', which drives its env)")
+                              "as a plain scheduler only 'slo' and 'compose' models run "
+                              "(evaluate it with 'llm-serving evaluate', which drives its env)")
         options = dict(spec.get("env_options") or {})
         self.observer = make_observer(
             sim_config, **{k: options[k] for k in ("num_slots", "chunk_ladder") if k in options})
-        if self.observer.size != self.model.observation_size:
+        self.kit: ComposeKit | None = None
+        size = self.observer.size
+        if kind == "compose":  # LLMServing-v1: micro-steps on the env's own Composer
+            self.kit = ComposeKit(sim_config, self.observer,
+                                  hold_ladder(sim_config, options.get("hold_s")),
+                                  bool(options.get("guards", True)))
+            size = self.kit.size
+        if size != self.model.observation_size:
             raise ConfigError(f"model {self.model.path.name} expects observations of size "
-                              f"{self.model.observation_size}, this config gives "
-                              f"{self.observer.size}")
-        self.modes = _slo_modes(sim_config, spec)
+                              f"{self.model.observation_size}, this config gives {size}")
+        self.modes = _slo_modes(sim_config, spec) if kind == "slo" else None
         self.spec_text = f"ppo:{self.model.path}"
 
     @classmethod
@@ -346,8 +358,19 @@ class LearnedScheduler(Scheduler):
         self.observer.reset()
 
     def schedule(self, view: DecisionView) -> Batch | Wait:
-        action = self.model.act(self.observer.observe(view))
-        return self.modes.compose(view, *self.modes.decode(action))
+        if self.kit is None:
+            action = self.model.act(self.observer.observe(view))
+            return self.modes.compose(view, *self.modes.decode(action))
+        num_global = self.kit.num_global
+        context = self.observer.observe(view)[:num_global]
+        composer = self.kit.composer(view, view.event_pending)
+        micro = 0
+        while True:  # the env's micro-steps, on the same Composer and observation
+            obs = self.kit.observe(composer, context, micro)
+            command = composer.apply(int(self.model.act(obs, mask=composer.mask())))
+            micro += 1
+            if command is not None:
+                return command
 
 
 class ModeScheduler(Scheduler):

@@ -22,7 +22,7 @@ import math
 
 import numpy as np
 import pytest
-from helpers import make_config
+from helpers import assert_same_result, make_config
 from scipy import stats
 
 import llm_serving_env as lse
@@ -130,6 +130,10 @@ def test_maskable_ppo_learns_shortest_first_on_the_composition_action(tmp_path):
     assert ratio <= 1 + MARGIN, (learned, shortest)
     assert all(a < b for a, b in zip(learned, baseline, strict=True)), (learned, baseline)
     assert m + h < fcfs, (learned, fcfs)
+    # the model is also a plain scheduler (ppo:PATH), bit for bit equal to its env run
+    short = two_class_config(300, 30)
+    assert_same_result(lse.simulate(short, f"ppo:{out}", seed=EVAL_SEEDS[0]),
+                       agent.run(short, seed=EVAL_SEEDS[0]))
     # the test can fail: a uniformly random masked policy is far from the margin
     env = agent.make_env(EVAL)
     rng = np.random.default_rng(0)

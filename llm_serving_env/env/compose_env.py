@@ -19,36 +19,42 @@ import numpy as np
 from gymnasium import spaces
 
 from llm_serving_env.config.sim_config import SimConfig
-from llm_serving_env.env.compose import ComposeLayout, Composer
+from llm_serving_env.env.compose import Composer
+from llm_serving_env.env.compose_observation import (
+    CANDIDATE_FEATURES,
+    DECODE_FEATURES,
+    STATE_FEATURES,
+    ComposeKit,
+)
 from llm_serving_env.env.serving_env import (
     DEFAULT_CHUNK_LADDER,
     DEFAULT_NUM_SLOTS,
     LLMServingEnv,
     integer_action,
 )
-from llm_serving_env.hardware.service import ServiceModel
 from llm_serving_env.sim.batch import Batch, SchedulingError, Wait
 
-__all__ = ["COMPOSE_ENV_ID", "DEFAULT_HOLD_FRACTIONS", "LLMComposeEnv"]
+__all__ = ["CANDIDATE_FEATURES", "COMPOSE_ENV_ID", "DECODE_FEATURES", "DEFAULT_HOLD_FRACTIONS",
+           "STATE_FEATURES", "LLMComposeEnv", "hold_ladder"]
 
 #: The id under which the composition environment is registered with Gymnasium.
 COMPOSE_ENV_ID = "LLMServing-v1"
 #: Default timed holds, as fractions of the TTFT objective (of 1 s without an SLO).
 DEFAULT_HOLD_FRACTIONS = (0.125, 0.25, 0.5, 1.0)
 
-#: Compose-state features, in order (after the 16 global features of v0).
-STATE_FEATURES = (
-    "budget", "load", "picks", "decodes_in_batch", "decodes_held", "page", "more_pages",
-    "decode_page", "more_decode_pages", "slots_left", "kv_room", "deadline_budget",
-    "micro_step",
-)
-#: Per-candidate features of the current page of unpicked waiting requests.
-CANDIDATE_FEATURES = ("occupied", "remaining_prompt", "chunk", "age", "resident",
-                      "predicted_output", "late")
-#: Per-decode features of the current decode page.
-DECODE_FEATURES = ("occupied", "in_batch", "since_last_token", "slack", "generated",
-                   "predicted_remaining", "age")
 _INF = math.inf
+
+
+def hold_ladder(config: SimConfig, hold_s: Sequence[float] | None) -> np.ndarray:
+    """The timed holds (seconds, float64 (H,)): ``hold_s``, or by default
+    ``DEFAULT_HOLD_FRACTIONS`` of the TTFT objective (of 1 s without an SLO)."""
+    if hold_s is None:
+        unit = config.slo.ttft_ms / 1000.0 if config.slo is not None else 1.0
+        hold_s = tuple(f * unit for f in DEFAULT_HOLD_FRACTIONS)
+    holds = np.asarray([float(h) for h in hold_s], dtype=np.float64)
+    if holds.ndim != 1 or not np.all(np.isfinite(holds)) or np.any(holds <= 0):
+        raise ValueError(f"hold_s = {hold_s!r}: must be a sequence of finite times > 0 s")
+    return holds
 
 
 class LLMComposeEnv(LLMServingEnv):
@@ -174,45 +180,21 @@ class LLMComposeEnv(LLMServingEnv):
         if not isinstance(guards, bool):
             raise ValueError(f"guards = {guards!r}: must be True or False")
         self.guards = guards
-        if hold_s is None:
-            unit = cfg.slo.ttft_ms / 1000.0 if cfg.slo is not None else 1.0
-            hold_s = tuple(f * unit for f in DEFAULT_HOLD_FRACTIONS)
-        holds = np.asarray([float(h) for h in hold_s], dtype=np.float64)
-        if holds.ndim != 1 or not np.all(np.isfinite(holds)) or np.any(holds <= 0):
-            raise ValueError(f"hold_s = {hold_s!r}: must be a sequence of finite times > 0 s")
-        self.hold_s = holds
-        k = self.max_batch_tokens
-        self.layout = ComposeLayout(self.num_slots, k.bit_length(), holds.size)
+        self.hold_s = holds = hold_ladder(cfg, hold_s)
+        kit = self.kit = ComposeKit(cfg, self.observer, holds, guards)
+        self.layout = kit.layout
         self.action_space = spaces.Discrete(self.layout.size)
-        n = self.num_slots
-        self.num_global = self.observer.num_global
-        self.state_offset = self.num_global
-        self.candidate_offset = self.state_offset + len(STATE_FEATURES)
-        self.decode_offset = self.candidate_offset + n * len(CANDIDATE_FEATURES)
-        self.obs_size = self.decode_offset + n * len(DECODE_FEATURES)
+        self.num_global = kit.num_global
+        self.state_offset = kit.state_offset
+        self.candidate_offset = kit.candidate_offset
+        self.decode_offset = kit.decode_offset
+        self.obs_size = kit.size
         self.observation_space = spaces.Box(0.0, 1.0, (self.obs_size,), np.float32)
-        self.observation_names = (
-            list(self.observer.names[: self.num_global]) + list(STATE_FEATURES)
-            + [f"candidate_{f}_{i}" for f in CANDIDATE_FEATURES for i in range(n)]
-            + [f"decode_{f}_{i}" for f in DECODE_FEATURES for i in range(n)])
-        rng = np.random.default_rng(0)  # only means are used; nothing is drawn
-        self._prefill_model = ServiceModel.from_config(cfg.service_for("prefill"), rng)
-        self._models: dict[str, tuple[Any, np.ndarray]] = {}
-        for role in ("mixed", "prefill", "decode"):
-            model = ServiceModel.from_config(cfg.service_for(role), rng)
-            table = np.maximum.accumulate(
-                np.asarray(model.mean_s(np.arange(k + 1)), dtype=np.float64))
-            self._models[role] = (model.mean_s, table)
+        self.observation_names = kit.names
         self._composer: Composer | None = None
         self._globals = np.zeros(self.num_global, dtype=np.float32)
         self._micro = 0
         self._last_obs = np.zeros(self.observer.size, dtype=np.float32)
-        obs = self.observer
-        self._p = obs.token_scale
-        self._ttft = obs.ttft_scale_s
-        self._tbt = obs.tbt_scale_s
-        self._m = obs.output_scale
-        self._slo_ttft = cfg.slo.ttft_ms / 1000.0 if cfg.slo is not None else _INF
 
     # ------------------------------------------------------------------ Gymnasium API
     def reset(self, *, seed: int | None = None,
@@ -283,10 +265,7 @@ class LLMComposeEnv(LLMServingEnv):
         if view is None:
             self._composer = None
             return
-        mean_s, table = self._models[view.role]
-        self._composer = Composer(view, self.layout, self.hold_s, self._prefill_model.mean_s,
-                                  mean_s, table, self._slo_tbt_s, self.guards,
-                                  self.sim.event_pending())
+        self._composer = self.kit.composer(view, view.event_pending)
         self._globals = self._last_obs[: self.num_global].copy()
         self._micro = 0
 
@@ -296,66 +275,4 @@ class LLMComposeEnv(LLMServingEnv):
         return out
 
     def _observe(self) -> np.ndarray:
-        c = self._composer
-        out = np.zeros(self.obs_size, dtype=np.float64)
-        out[: self.num_global] = self._globals
-        if c is None:
-            return out.astype(np.float32)
-        view = c.view
-        n = self.num_slots
-        k = float(self.max_batch_tokens)
-        nd = c.decoding.size
-        inb = int(np.count_nonzero(c.in_batch))
-        o = self.state_offset
-        kv = c.kv_room()
-        state = (
-            c.budget / k, min(c.load / k, 1.0), len(c.picks) / (len(c.picks) + n),
-            inb / nd if nd else 0.0, (nd - inb) / nd if nd else 0.0,
-            c.page * n / c.unpicked.size if c.unpicked.size else 0.0,
-            float(c.unpicked.size > (c.page + 1) * n),
-            c.decode_page * n / nd if nd else 0.0, float(nd > (c.decode_page + 1) * n),
-            max(0, view.free_slots - c.new_count) / self.max_batch_requests,
-            1.0 if kv == _INF else max(0.0, kv) / max(1.0, view.kv_capacity_blocks),
-            c._deadline_budget() / k, self._micro / (self._micro + n),
-        )
-        out[o: o + len(state)] = state
-        t = view.requests
-        now = view.now_s
-        pos = c.page_positions()
-        if pos.size:
-            ids = c.waiting[pos]
-            m = pos.size
-            o = self.candidate_offset
-            rem = c.remaining[pos].astype(np.float64)
-            chunk = c.chunk_of(pos).astype(np.float64)
-            age = now - t.arrival_s[ids]
-            out[o: o + m] = 1.0
-            out[o + n: o + n + m] = rem / (rem + self._p)
-            out[o + 2 * n: o + 2 * n + m] = chunk / (chunk + self._p)
-            out[o + 3 * n: o + 3 * n + m] = age / (age + self._ttft)
-            out[o + 4 * n: o + 4 * n + m] = pos < view.num_partial
-            pred = t.predicted_output_tokens[ids]
-            out[o + 5 * n: o + 5 * n + m] = np.where(pred > 0.0, pred / (pred + self._m), 0.0)
-            if self._slo_ttft != _INF:
-                alone = age + self._prefill_model.mean_s(c.remaining[pos])
-                out[o + 6 * n: o + 6 * n + m] = (alone > self._slo_ttft) \
-                    & (t.generated_tokens[ids] == 0)
-        dpos = c.decode_page_positions()
-        if dpos.size:
-            ids = c.decoding[dpos]
-            m = dpos.size
-            o = self.decode_offset
-            since = now - t.last_token_s[ids]
-            gen = t.generated_tokens[ids].astype(np.float64)
-            out[o: o + m] = 1.0
-            out[o + n: o + n + m] = c.in_batch[dpos]
-            out[o + 2 * n: o + 2 * n + m] = since / (since + self._tbt)
-            slack = c.slack[dpos]
-            out[o + 3 * n: o + 3 * n + m] = np.clip(slack / self._tbt, 0.0, 1.0) \
-                if self._slo_tbt_s != _INF else 1.0
-            out[o + 4 * n: o + 4 * n + m] = gen / (gen + self._m)
-            left = t.predicted_output_tokens[ids] - gen
-            out[o + 5 * n: o + 5 * n + m] = np.where(left > 0.0, left / (left + self._m), 0.0)
-            age = now - t.arrival_s[ids]
-            out[o + 6 * n: o + 6 * n + m] = age / (age + self._ttft)
-        return out.astype(np.float32)
+        return self.kit.observe(self._composer, self._globals, self._micro)

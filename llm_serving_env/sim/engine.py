@@ -322,7 +322,8 @@ class Simulator:
             kv_capacity_blocks=(self.kv_capacity_blocks if self.kv_enabled else math.inf),
             other_gpus_busy=(0 if self.num_gpus == 1 else
                              sum(1 for h in range(self.num_gpus)
-                                 if h != g and self.busy_until[h] != _INF)))
+                                 if h != g and self.busy_until[h] != _INF)),
+            event_pending=self.event_pending())
 
     def next_decision(self) -> DecisionView | None:
         """Advance simulated time to the next decision point and return its view.

@@ -92,6 +92,9 @@ class DecisionView:
         num_arrived, num_finished: requests arrived and finished so far (all GPUs).
         kv_capacity_blocks: this GPU's KV-cache blocks (inf when memory is unlimited).
         other_gpus_busy: how many other GPUs are running a batch.
+        event_pending: whether anything can still happen if this GPU idles now (an arrival,
+            a batch end, a KV transfer landing or a timed Wait); False means an idle answer
+            would deadlock. It says no more than that about the future.
 
     Nothing here tells the future: ``requests`` reveals a request's arrival time, prompt
     and predicted output length only once it has arrived, and no true output length at all.
@@ -101,6 +104,7 @@ class DecisionView:
         "now_s", "gpu", "waiting", "num_partial", "decoding", "resident", "max_batch_tokens",
         "max_batch_requests", "requests", "kv_free_blocks", "kv_block_tokens", "role",
         "num_arrived", "num_finished", "kv_capacity_blocks", "other_gpus_busy",
+        "event_pending",
     )
 
     def __init__(self, now_s: float, gpu: int, waiting: np.ndarray, num_partial: int,
@@ -108,7 +112,8 @@ class DecisionView:
                  max_batch_requests: int, requests: RequestTable,
                  kv_free_blocks: float = math.inf, kv_block_tokens: int = 16,
                  role: str = "mixed", *, num_arrived: int = 0, num_finished: int = 0,
-                 kv_capacity_blocks: float = math.inf, other_gpus_busy: int = 0) -> None:
+                 kv_capacity_blocks: float = math.inf, other_gpus_busy: int = 0,
+                 event_pending: bool = True) -> None:
         self.now_s = now_s
         self.gpu = gpu
         self.waiting = waiting
@@ -125,6 +130,7 @@ class DecisionView:
         self.num_finished = num_finished
         self.kv_capacity_blocks = kv_capacity_blocks
         self.other_gpus_busy = other_gpus_busy
+        self.event_pending = event_pending
 
     def remaining_prompt(self, ids: np.ndarray) -> np.ndarray:
         """Prefill tokens still to process for ``ids`` (int64, same shape)."""
