@@ -303,6 +303,11 @@ def _slo_modes(sim_config: SimConfig, spec: Mapping[str, Any]) -> SloModes:
     return SloModes(sim_config, **kwargs)
 
 
+#: A compose model that takes more micro-steps than this at one decision point is looping
+#: (in the env, ``max_steps`` truncates such an episode; a plain scheduler raises).
+MAX_MICRO_STEPS = 100_000
+
+
 class LearnedScheduler(Scheduler):
     """A trained model of the ``slo`` or ``compose`` action space as a plain scheduler
     (``ppo:PATH``): at each decision point, the env's observation from the view, the model's
@@ -366,6 +371,11 @@ class LearnedScheduler(Scheduler):
         composer = self.kit.composer(view, view.event_pending)
         micro = 0
         while True:  # the env's micro-steps, on the same Composer and observation
+            if micro >= MAX_MICRO_STEPS:
+                raise RuntimeError(
+                    f"model {self.model.path.name} did not end the decision at "
+                    f"t={view.now_s:.6f}s within {MAX_MICRO_STEPS:,} micro-steps (it pages "
+                    "without picking while nothing else can happen)")
             obs = self.kit.observe(composer, context, micro)
             command = composer.apply(int(self.model.act(obs, mask=composer.mask())))
             micro += 1

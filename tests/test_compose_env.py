@@ -8,7 +8,7 @@ import math
 import gymnasium as gym
 import numpy as np
 import pytest
-from helpers import ENV_CONFIGS, assert_same_result
+from helpers import ENV_CONFIGS, ENV_SLO, assert_same_result, make_config
 
 import llm_serving_env as lse
 from llm_serving_env.env import COMPOSE_ENV_ID, LLMComposeEnv, NotExpressible
@@ -258,3 +258,37 @@ def test_hold_from_mask_equals_its_definition(guards):
         if terminated:
             break
     assert checked > 1000
+
+
+@pytest.mark.parametrize("slo", [ENV_SLO, None])
+@pytest.mark.parametrize("guards", [True, False])
+@pytest.mark.parametrize("kv_tokens", [160, 192, 300])
+def test_toggle_heavy_random_policies_never_break_the_engines_rules(kv_tokens, guards, slo):
+    """A random policy that favours picks and decode toggles, on a KV cache of a few blocks:
+    a decode may rejoin the batch only if the picked chunks' KV still fits (else the engine
+    would raise kv_memory), and with the guards no state is left without an allowed action
+    (the pick rule that lets a decode leave is the PICK mask itself). Found by review: both
+    failed before."""
+    cfg = make_config(num_requests=30, slo=slo, **{
+        "gpus.kv_capacity_tokens": kv_tokens, "workload.arrival.rate_per_s": 20.0,
+        "workload.prompt_tokens": {"dist": "uniform", "low": 20, "high": 90},
+        "workload.output_tokens": {"dist": "fixed", "value": 20}})
+    for seed in range(4):
+        env = LLMComposeEnv(cfg, guards=guards, num_slots=4, max_steps=200_000)
+        lay = env.layout
+        favoured = np.zeros(lay.size)
+        favoured[lay.pick: lay.pick + lay.num_slots] = 5.0
+        favoured[lay.toggle: lay.toggle + lay.num_slots] = 5.0
+        favoured[lay.hold_all] = 3.0
+        rng = np.random.default_rng(seed)
+        env.reset(seed=seed)
+        try:
+            while True:
+                weight = env.action_masks() * (1.0 + favoured)
+                action = int(rng.choice(lay.size, p=weight / weight.sum()))
+                _, _, terminated, truncated, _ = env.step(action)
+                assert not truncated  # no decision loops without end
+                if terminated:
+                    break
+        except lse.SchedulingError as err:  # only an unguarded agent may fill the memory
+            assert not guards and err.rule == "deadlock", err

@@ -273,16 +273,7 @@ class Composer:
         view = self.view
         pos = self.page_positions()
         if pos.size:
-            chunk = self.chunk_of(pos)
-            ok = chunk >= 1
-            is_new = pos >= view.num_partial
-            if is_new.any():
-                ok &= ~is_new | (self.new_count < view.free_slots)
-                if self.guards and self.kv_limited:
-                    ids = self.waiting[pos]
-                    whole = view.kv_blocks_needed(ids, self.remaining[pos])
-                    ok &= ~is_new | (whole <= self.kv_room() - self._unpicked_partial_reserve())
-            m[lay.pick: lay.pick + pos.size] = ok
+            m[lay.pick: lay.pick + pos.size] = self._pick_ok(pos)
         if self.page_moves <= 0 and not self.picks and not self.event_pending \
                 and not self.in_batch.any() and self._pickable_without(self.in_batch):
             # nothing else can happen until a pick: the pages stay open (a policy that never
@@ -296,7 +287,13 @@ class Composer:
         if dpos.size:
             inb = self.in_batch[dpos]
             can = ~self.toggled[dpos]
-            add_ok = self.load < self.limit
+            add_ok = np.full(dpos.size, self.load < self.limit)
+            if self.kv_limited and self.prefill_kv:
+                # a decode joining beside picked chunks must leave their KV blocks free (the
+                # engine preempts only for the decodes' own growth)
+                growth = int(self.decode_kv[self.in_batch].sum())
+                left = self.view.kv_free_blocks - growth - self.prefill_kv
+                add_ok &= self.decode_kv[dpos] <= left
             hold_ok = np.ones(dpos.size, dtype=bool) if not self.guards else self.holdable[dpos]
             if not (self.event_pending or self.picks or np.count_nonzero(self.in_batch) > 1):
                 for k, p in enumerate(dpos.tolist()):  # the batch would be empty: only if a
@@ -345,19 +342,30 @@ class Composer:
             return False
         return not self.guards or bool(self.holdable[which].all())
 
+    def _pick_ok(self, pos: np.ndarray) -> np.ndarray:
+        """Whether each waiting position (unpicked) may be picked now: a chunk of at least one
+        token, a slot for a new request, and (guards) KV for its whole remaining prompt beside
+        what the unpicked partial prefills still need. Bool (len(pos),)."""
+        view = self.view
+        ok = self.chunk_of(pos) >= 1
+        is_new = pos >= view.num_partial
+        if is_new.any():
+            ok &= ~is_new | (self.new_count < view.free_slots)
+            if self.guards and self.kv_limited:
+                whole = view.kv_blocks_needed(self.waiting[pos], self.remaining[pos])
+                ok &= ~is_new | (whole <= self.kv_room() - self._unpicked_partial_reserve())
+        return ok
+
     def _pickable_without(self, which: np.ndarray) -> bool:
         """Whether some waiting request could be picked once the decodes in ``which`` are
-        held back (a token of budget room, a slot, and KV room for at least one token)."""
+        held back (a pick the mask would allow: see :meth:`_pick_ok`)."""
         if self.unpicked.size == 0:
             return False
         saved_in, saved_load = self.in_batch, self.load
         self.in_batch = self.in_batch & ~which
         self.load = saved_load - int(np.count_nonzero(saved_in & which))
         try:
-            pos = self.unpicked
-            ok = self.chunk_of(pos) >= 1
-            ok &= (pos < self.view.num_partial) | (self.new_count < self.view.free_slots)
-            return bool(ok.any())
+            return bool(self._pick_ok(self.unpicked).any())
         finally:
             self.in_batch, self.load = saved_in, saved_load
 

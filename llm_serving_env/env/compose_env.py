@@ -248,10 +248,11 @@ class LLMComposeEnv(LLMServingEnv):
             return mask
         mask = self._composer.mask()
         if not mask.any():
+            hint = ("" if self.guards else " (make the env with guards=True to keep new "
+                    "requests from filling memory)")
             raise SchedulingError(
                 "deadlock", f"at t={self.sim.now_s:.6f}s no micro-action of GPU "
-                f"{self._view.gpu} can run and no event is pending (make the env with "
-                "guards=True to keep new requests from filling memory)")
+                f"{self._view.gpu} can run and no event is pending{hint}")
         return mask.copy()
 
     @property
