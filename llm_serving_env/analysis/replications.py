@@ -125,6 +125,12 @@ def _stop(pool: Executor, futures: Sequence[Future], owned: bool) -> None:
                     proc.terminate()
             for proc in processes:
                 proc.join(_TERMINATE_TIMEOUT_S)
+            # let the pool's manager thread finish closing its wake-up pipe now: left running,
+            # it races the interpreter's exit hook, which then writes to the closed pipe and
+            # prints an OSError traceback (seen once in three CI runs of the Ctrl-C tests)
+            manager = getattr(pool, "_executor_manager_thread", None)
+            if manager is not None and manager.is_alive():
+                manager.join(_TERMINATE_TIMEOUT_S)
         elif owned:
             pool.shutdown(wait=False, cancel_futures=True)
     finally:
