@@ -38,6 +38,7 @@ import numpy as np
 
 from agents.actions import EpisodeStatsWrapper, SeedRangeWrapper, make_env
 from llm_serving_env.config.sim_config import SimConfig
+from llm_serving_env.sim.scheduler import Scheduler
 
 __all__ = ["ALGOS", "TRAIN_SEED_RANGE", "sidecar_path", "curve_path", "train"]
 
@@ -170,6 +171,9 @@ def train(
     tensorboard: str | None = None,
     progress: bool = True,
     gamma_per_s: float | None = None,
+    bc_expert: str | Scheduler | None = None,
+    bc_episodes: int = 20,
+    bc_epochs: int = 10,
     config_source: str | None = None,
     overrides: Sequence[str] = (),
     command: str | None = None,
@@ -179,14 +183,20 @@ def train(
     ``config`` is the full scenario (``config_source`` / ``overrides`` only document where it
     came from); training episodes use :func:`episode_config`. ``gamma_per_s``: discount per
     simulated second instead of PPO's per-step ``gamma`` (:mod:`agents.discount`).
+    ``bc_expert``: first clone that scheduler's native actions (:mod:`agents.imitation`, compose
+    action space only) over ``bc_episodes`` training episodes for ``bc_epochs`` epochs; then PPO
+    runs ``timesteps`` steps (0 = the cloned policy alone).
     """
     import torch
     from stable_baselines3.common.vec_env import DummyVecEnv, VecMonitor
 
     if algo not in ALGOS:
         raise ValueError(f"algo = {algo!r}: choose from {ALGOS}")
-    if timesteps < 1:
-        raise ValueError(f"timesteps = {timesteps}: must be >= 1")
+    if timesteps < (0 if bc_expert is not None else 1):
+        raise ValueError(f"timesteps = {timesteps}: must be >= 1 (>= 0 with behaviour cloning)")
+    if bc_expert is not None and action_space != "compose":
+        raise ValueError(f"bc_expert = {bc_expert!r}: behaviour cloning needs the compose "
+                         f"action space, not {action_space!r}")
     if tensorboard is not None:
         try:
             import tensorboard as _tb  # noqa: F401
@@ -238,15 +248,27 @@ def train(
         params["rollout_buffer_class"] = time_discount_buffer(Buffer, gamma_per_s)
     model = Algo(policy, venv, seed=seed, device="cpu", verbose=0,
                  tensorboard_log=tensorboard, policy_kwargs=policy_kwargs, **params)
+    cloning: dict[str, Any] | None = None
+    t0 = time.perf_counter()
+    if bc_expert is not None:
+        from agents.imitation import clone, collect_demonstrations
+
+        seeds = np.random.default_rng(seed).choice(  # training seeds: evaluation's stay held out
+            np.arange(*TRAIN_SEED_RANGE), size=bc_episodes, replace=False).tolist()
+        demos = collect_demonstrations(ep_cfg, spec, bc_expert, seeds, gamma_per_s=gamma_per_s,
+                                       gamma=float(params["gamma"]), progress=progress)
+        cloning = clone(model, demos, epochs=bc_epochs, seed=seed, progress=progress)
+        cloning["seeds"] = seeds
+        cloning["wall_time_s"] = round(time.perf_counter() - t0, 1)
     curve_file = curve_path(out)
     curve, cbs = _callbacks(timesteps, curve_file, progress)
     if gamma_per_s is not None:
         from agents.discount import StepDurations
 
         cbs = [*cbs, StepDurations()]
-    t0 = time.perf_counter()
-    model.learn(total_timesteps=timesteps, callback=cbs, progress_bar=False,
-                tb_log_name=out.name.removesuffix(".zip"))
+    if timesteps > 0:
+        model.learn(total_timesteps=timesteps, callback=cbs, progress_bar=False,
+                    tb_log_name=out.name.removesuffix(".zip"))
     wall = time.perf_counter() - t0
     out.parent.mkdir(parents=True, exist_ok=True)
     model.save(out)
@@ -267,11 +289,12 @@ def train(
         "n_envs": n_envs,
         "hyperparameters": {k: v for k, v in params.items() if k != "rollout_buffer_class"},
         "gamma_per_s": gamma_per_s,
+        "behaviour_cloning": cloning,
         "net_arch": list(net_arch),
         "observation_size": int(venv.observation_space.shape[0]),
         "action_space": str(venv.action_space),
         "episodes": len(curve.rows),
-        "last_episodes_mean": ({k: float(np.nanmean([r[k] for r in last]))
+        "last_episodes_mean": ({k: _finite_mean([r[k] for r in last])
                                 for k in ("episode_return", "slo_attainment", "goodput_rps")}
                                if last else None),
         "wall_time_s": round(wall, 1),
@@ -281,6 +304,13 @@ def train(
     }
     sidecar_path(out).write_text(json.dumps(sidecar, indent=2) + "\n")
     return sidecar
+
+
+def _finite_mean(values: Sequence[float]) -> float | None:
+    """Mean of the finite values (None if there are none: no warning on an empty slice)."""
+    arr = np.asarray(values, dtype=float)
+    arr = arr[np.isfinite(arr)]
+    return float(arr.mean()) if arr.size else None
 
 
 def command_line(args: Any) -> str:
@@ -298,5 +328,8 @@ def command_line(args: Any) -> str:
         parts += ["--tensorboard", args.tensorboard]
     if getattr(args, "gamma_per_s", None) is not None:
         parts += ["--gamma-per-s", f"{args.gamma_per_s:g}"]
+    if getattr(args, "bc_expert", None) is not None:
+        parts += ["--bc-expert", args.bc_expert, "--bc-episodes", str(args.bc_episodes),
+                  "--bc-epochs", str(args.bc_epochs)]
     parts += ["--out", str(args.out)]
     return " ".join(shlex.quote(p) for p in parts)

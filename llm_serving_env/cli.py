@@ -515,6 +515,15 @@ def cmd_train(args: argparse.Namespace) -> int:
         if not sep or not key.strip() or not value.strip():
             raise CliError(f"--hyper {text!r}: expected KEY=VALUE, e.g. learning_rate=1e-4")
         hyper[key.strip()] = _parse_value(value.strip())
+    if args.timesteps == 0 and args.bc_expert is None:
+        raise CliError("--timesteps 0: must be >= 1 (0 is allowed only with --bc-expert)")
+    if args.bc_expert is not None:
+        if args.action_space != "compose" or args.algo != "maskable_ppo":
+            raise CliError(f"--bc-expert {args.bc_expert}: behaviour cloning needs "
+                           f"--action-space compose and --algo maskable_ppo")
+        if ":" in args.bc_expert or args.bc_expert == "all":
+            raise CliError(f"--bc-expert {args.bc_expert}: name one registered scheduler")
+        _policies(cfg, args.bc_expert, "--bc-expert")
     args.mkdir = True  # documented in --out: a model zoo folder is created
     _outputs(args, [("out", "--out", ("zip",))])
     from agents.train import command_line, curve_path, sidecar_path, train
@@ -524,15 +533,21 @@ def cmd_train(args: argparse.Namespace) -> int:
                      episode_requests=args.episode_requests or None, reward=args.reward,
                      action_space=args.action_space, n_envs=args.n_envs, hyper=hyper,
                      tensorboard=args.tensorboard, progress=not args.no_progress,
-                     gamma_per_s=args.gamma_per_s, config_source=args.config,
-                     overrides=args.set,
+                     gamma_per_s=args.gamma_per_s, bc_expert=args.bc_expert,
+                     bc_episodes=args.bc_episodes, bc_epochs=args.bc_epochs,
+                     config_source=args.config, overrides=args.set,
                      command=command_line(args))
     except (ValueError, TypeError) as exc:
         raise CliError(str(exc)) from None
     last = side["last_episodes_mean"] or {}
+    attained = last.get("slo_attainment")
+    bc = side.get("behaviour_cloning")
+    if bc is not None:
+        print(f"cloned {bc['expert']} from {bc['micro_steps']} micro-steps of {bc['episodes']} "
+              f"episodes in {bc['wall_time_s']:.0f}s: held-out accuracy {bc['accuracy']:.3f}")
     print(f"trained {side['algo']} for {side['timesteps']} steps ({side['episodes']} episodes) "
           f"in {side['wall_time_s']:.0f}s; last episodes: SLO attainment "
-          f"{last.get('slo_attainment', float('nan')):.3f}")
+          + ("n/a" if attained is None else f"{attained:.3f}"))
     print(f"wrote {args.out}, {sidecar_path(args.out)}, {curve_path(args.out)}")
     return 0
 
@@ -705,8 +720,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a learned scheduler (PPO / MaskablePPO)")
     _add_config_args(p)
     p.add_argument("--algo", choices=("ppo", "maskable_ppo"), default="ppo")
-    p.add_argument("--timesteps", type=_int_at_least(1), default=200_000,
-                   help="environment steps")
+    p.add_argument("--timesteps", type=_int_at_least(0), default=200_000,
+                   help="environment steps (0 only with --bc-expert: the cloned policy alone)")
     p.add_argument("--seed", type=SEED, default=0)
     p.add_argument("--out", required=True, metavar="ZIP",
                    help="model file, e.g. agents/zoo/NAME.zip (NAME.json and NAME.curve.csv "
@@ -714,9 +729,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--episode-requests", type=_int_at_least(0), default=2000, metavar="N",
                    help="arrivals per training episode (default 2000; 0 = the config's)")
     p.add_argument("--reward", choices=("goodput", "slo", "latency"), default="goodput")
-    p.add_argument("--action-space", choices=("slo", "compact", "native"), default="slo",
+    p.add_argument("--action-space", choices=("slo", "compact", "native", "compose"),
+                   default="slo",
                    help="slo: modes around slo_aware (agents/actions.py); compact: the env's "
-                        "CompactActionWrapper; native: the env's MultiDiscrete action")
+                        "CompactActionWrapper; native: the env's MultiDiscrete action; "
+                        "compose: LLMServing-v1, the batch composed pick by pick (needs "
+                        "--algo maskable_ppo)")
     p.add_argument("--n-envs", type=_int_at_least(1), default=4,
                    help="envs stepped in this process")
     p.add_argument("--hyper", action="append", default=[], metavar="KEY=VALUE",
@@ -727,6 +745,14 @@ def build_parser() -> argparse.ArgumentParser:
                    metavar="G",
                    help="discount per simulated second (gamma ** dt_s per step, dt_s the "
                         "step's duration) instead of PPO's per-step gamma, e.g. 0.9")
+    p.add_argument("--bc-expert", default=None, metavar="SCHEDULER",
+                   help="first clone this registered scheduler's native actions (behaviour "
+                        "cloning, agents/imitation.py; compose action space), then run PPO")
+    p.add_argument("--bc-episodes", type=_int_at_least(2), default=20, metavar="N",
+                   help="training episodes the expert plays for cloning (the last is held "
+                        "out to measure the clone's accuracy)")
+    p.add_argument("--bc-epochs", type=_int_at_least(1), default=10, metavar="N",
+                   help="passes over the demonstrations")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
 

@@ -78,6 +78,11 @@ def one_error_line(capsys) -> str:
          ["--hyper", "KEY=VALUE"]),
         (["train", "--config", "default", "--out", "m.zip", "--timesteps", "0"],
          ["--timesteps", ">= 1"]),
+        (["train", "--config", "default", "--out", "m.zip", "--bc-expert", "hybrid"],
+         ["--bc-expert", "--action-space compose"]),
+        (["train", "--config", "default", "--out", "m.zip", "--bc-expert", "hybird",
+          "--algo", "maskable_ppo", "--action-space", "compose"],
+         ["hybird", "did you mean 'hybrid'"]),
     ],
 )
 def test_mistakes_are_one_line_and_exit_2_before_any_run(argv, expected, capsys, no_runs,

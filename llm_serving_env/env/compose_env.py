@@ -138,7 +138,7 @@ class LLMComposeEnv(LLMServingEnv):
 
     ## Observation Space
 
-    ``Box(0, 1, (16 + 13 + 7N + 7N,), float32)``: v0's 16 global features, 13 compose-state
+    ``Box(0, 1, (16 + 13 + 9N + 7N,), float32)``: v0's 16 global features, 13 compose-state
     features (``STATE_FEATURES``: B / K, load / K, picks p / (p + N), share of decodes in the
     batch and held, page offset over the unpicked count, whether more pages follow (waiting and
     decodes), free slots left / R, KV room left / capacity, deadline budget / K, micro-steps
@@ -146,7 +146,11 @@ class LLMComposeEnv(LLMServingEnv):
     occupied; remaining prompt r / (r + P); the chunk a pick would get c / (c + P); age
     a / (a + T_ttft); resident (partially prefilled here); predicted output m / (m + M) from the
     config's length predictor (0 with none); late: its age plus S(remaining prompt) already
-    exceeds T_ttft) and the decode page's N decodes (``DECODE_FEATURES``: occupied; in the batch;
+    exceeds T_ttft; arrival rank: its position in the waiting list (partial prefills first, then
+    FCFS) over the list's length w; prompt rank: how many waiting requests have a shorter
+    remaining prompt, over w. The ranks carry the orders rules sort by, which the scaled
+    values hide when they are close, and cover requests on other pages) and the decode page's
+    N decodes (``DECODE_FEATURES``: occupied; in the batch;
     since last token s / (s + T_tbt); TBT slack max(0, last + T_tbt - now) / T_tbt clipped to 1;
     generated g / (g + M); predicted remaining; age a / (a + T_ttft)). Scales as in v0. The
     candidates of one page share one feature layout, so a policy can score them with shared

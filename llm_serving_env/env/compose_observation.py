@@ -28,7 +28,7 @@ STATE_FEATURES = (
 )
 #: Per-candidate features of the current page of unpicked waiting requests.
 CANDIDATE_FEATURES = ("occupied", "remaining_prompt", "chunk", "age", "resident",
-                      "predicted_output", "late")
+                      "predicted_output", "late", "arrival_rank", "prompt_rank")
 #: Per-decode features of the current decode page.
 DECODE_FEATURES = ("occupied", "in_batch", "since_last_token", "slack", "generated",
                    "predicted_remaining", "age")
@@ -131,6 +131,12 @@ class ComposeKit:
                 alone = age + self._prefill_model.mean_s(c.remaining[pos])
                 out[o + 6 * n: o + 6 * n + m] = (alone > self._slo_ttft) \
                     & (t.generated_tokens[ids] == 0)
+            # ranks among every waiting request, this page's or not: the order a rule sorts by
+            # (FCFS, shortest first), which absolute scales hide when values are close
+            w = c.waiting.size
+            out[o + 7 * n: o + 7 * n + m] = pos / w
+            out[o + 8 * n: o + 8 * n + m] = np.searchsorted(
+                np.sort(c.remaining), c.remaining[pos], side="left") / w
         dpos = c.decode_page_positions()
         if dpos.size:
             ids = c.decoding[dpos]

@@ -1,0 +1,193 @@
+"""Behaviour cloning: warm-start a ``LLMServing-v1`` policy from a hand-written scheduler.
+
+PPO from a random policy must first discover what every rule already knows (run the decodes,
+fill the budget, shortest prompts first). Cloning the best rule's *native* actions (the
+micro-steps :class:`~llm_serving_env.env.baseline_agent.BaselineAgent` ``(native=True)`` plays
+to compose its batch) starts PPO from that rule instead, as AlphaGo's supervised policy and
+DQfD's demonstrations do; PPO then only has to find where deviating pays.
+
+* :func:`collect_demonstrations` plays the expert through the model's own env (same spec,
+  same guards, training seeds), recording each micro-step's observation, action mask, action
+  and discounted return ``G_t = r_t + g_t G_{t+1}`` (``g_t = gamma_per_s ** dt_t``, the
+  discount PPO uses with ``--gamma-per-s``; else the per-step ``gamma``).
+* :func:`clone` fits the policy by maximum likelihood of the expert's actions under the mask
+  (cross-entropy over the allowed micro-actions) and the critic to the returns (squared
+  error), so PPO's first advantages are not those of a random critic. It reports the
+  micro-action accuracy on held-out episodes.
+
+The expert must be expressible in the env: with the env's guards on, a rule that the guards
+forbid (for example admitting past the KV reserve) raises ``NotExpressible`` naming the option.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from agents.actions import make_env
+from llm_serving_env.config.sim_config import SimConfig
+from llm_serving_env.env.baseline_agent import BaselineAgent
+from llm_serving_env.sim.scheduler import Scheduler
+
+__all__ = ["Demonstrations", "clone", "collect_demonstrations"]
+
+
+@dataclass(frozen=True)
+class Demonstrations:
+    """An expert's micro-steps in a ``LLMServing-v1`` env.
+
+    Attributes:
+        observations: float32 ``(T, obs_dim)``.
+        masks: bool ``(T, num_actions)``, the env's action mask at each step.
+        actions: int64 ``(T,)``, the expert's micro-action.
+        returns: float64 ``(T,)``, discounted return from each step to the episode's end.
+        episode: int64 ``(T,)``, index of the episode each step belongs to.
+        expert: the scheduler's name.
+        slo_attainment: float64 ``(episodes,)``, each episode's SLO attainment.
+    """
+
+    observations: np.ndarray
+    masks: np.ndarray
+    actions: np.ndarray
+    returns: np.ndarray
+    episode: np.ndarray
+    expert: str
+    slo_attainment: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.actions.shape[0])
+
+
+def collect_demonstrations(config: SimConfig, spec: Mapping[str, Any],
+                           expert: str | Scheduler, seeds: list[int], *,
+                           gamma_per_s: float | None = None, gamma: float = 0.99,
+                           progress: bool = False) -> Demonstrations:
+    """Play ``expert`` (a registered scheduler's name or a Scheduler) natively in
+    ``make_env(config, spec)`` (a compose spec) for one episode per seed of ``seeds``."""
+    if spec.get("action_space") != "compose":
+        raise ValueError("behaviour cloning needs --action-space compose (the expert acts "
+                         "through LLMServing-v1's micro-actions)")
+    env = make_env(config, spec)
+    base = env.unwrapped
+    agent = BaselineAgent(expert, native=True)
+    name = expert if isinstance(expert, str) else expert.name
+    obs_rows: list[np.ndarray] = []
+    mask_rows: list[np.ndarray] = []
+    actions: list[int] = []
+    returns: list[np.ndarray] = []
+    episode: list[np.ndarray] = []
+    attainment: list[float] = []
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(seeds), desc=f"demonstrations of {name}", unit="episode")
+    for k, seed in enumerate(seeds):
+        obs, _ = env.reset(seed=int(seed))
+        rewards: list[float] = []
+        discounts: list[float] = []
+        done = False
+        while not done:
+            mask = base.action_masks()
+            action = int(agent.act(env))
+            obs_rows.append(np.asarray(obs, dtype=np.float32))
+            mask_rows.append(mask)
+            actions.append(action)
+            obs, reward, terminated, truncated, info = env.step(action)
+            if info.get("masked"):
+                raise RuntimeError(f"expert {name!r} played a masked action at seed {seed}")
+            rewards.append(float(reward))
+            discounts.append(gamma_per_s ** float(info["dt_s"]) if gamma_per_s is not None
+                             else gamma)
+            done = terminated or truncated
+        g = np.empty(len(rewards))
+        acc = 0.0
+        for t in range(len(rewards) - 1, -1, -1):  # the episode terminates: no bootstrap
+            acc = rewards[t] + discounts[t] * acc
+            g[t] = acc
+        returns.append(g)
+        episode.append(np.full(len(rewards), k, dtype=np.int64))
+        attainment.append(float(base.result().summary().get("slo_attainment", np.nan)))
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
+    return Demonstrations(np.stack(obs_rows), np.stack(mask_rows).astype(bool),
+                          np.asarray(actions, dtype=np.int64), np.concatenate(returns),
+                          np.concatenate(episode), name, np.asarray(attainment))
+
+
+def clone(model: Any, demos: Demonstrations, *, epochs: int = 10, batch_size: int = 128,
+          learning_rate: float = 1e-3, value_coef: float = 0.5, validation_episodes: int = 1,
+          seed: int = 0, progress: bool = False) -> dict[str, Any]:
+    """Fit ``model.policy`` (a MaskablePPO policy) to ``demos``; returns the fit's statistics.
+
+    The last ``validation_episodes`` episodes are held out; the returned ``accuracy`` is the
+    share of their micro-steps at which the policy's most likely allowed action is the
+    expert's (``train_accuracy`` on the rest), ``value_r2`` the critic's R^2 on them. The
+    critic's squared error is divided by the returns' variance, so that returns in the
+    hundreds do not drown the policy's cross-entropy (the minimiser is the same).
+    """
+    import torch
+
+    policy = model.policy
+    episodes = int(demos.episode.max()) + 1
+    if episodes <= validation_episodes:
+        raise ValueError(f"{episodes} demonstration episodes: need more than "
+                         f"validation_episodes = {validation_episodes}")
+    held = demos.episode >= episodes - validation_episodes
+    train_idx = np.flatnonzero(~held)
+    obs = torch.as_tensor(demos.observations)
+    masks = torch.as_tensor(demos.masks)
+    actions = torch.as_tensor(demos.actions)
+    returns = torch.as_tensor(demos.returns, dtype=torch.float32)
+    value_scale = float(np.var(demos.returns[train_idx])) or 1.0
+    optimizer = torch.optim.Adam(policy.parameters(), lr=learning_rate)
+    rng = np.random.default_rng(seed)
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=epochs, desc="behaviour cloning", unit="epoch")
+    policy.set_training_mode(True)
+    for _ in range(epochs):
+        order = rng.permutation(train_idx)
+        for start in range(0, order.size, batch_size):
+            idx = torch.as_tensor(order[start: start + batch_size])
+            values, log_prob, _ = policy.evaluate_actions(obs[idx], actions[idx],
+                                                          action_masks=masks[idx])
+            value_loss = torch.nn.functional.mse_loss(values.flatten(), returns[idx])
+            loss = -log_prob.mean() + value_coef * value_loss / value_scale
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
+    policy.set_training_mode(False)
+
+    def accuracy(index: np.ndarray) -> tuple[float, float]:
+        hits, sq, var = 0, 0.0, 0.0
+        mean = float(returns[index].mean()) if index.size else 0.0
+        with torch.no_grad():
+            for start in range(0, index.size, 4096):
+                idx = torch.as_tensor(index[start: start + 4096])
+                dist = policy.get_distribution(obs[idx], action_masks=masks[idx].numpy())
+                best = dist.distribution.probs.argmax(dim=1)
+                hits += int((best == actions[idx]).sum())
+                v = policy.predict_values(obs[idx]).flatten()
+                sq += float(((v - returns[idx]) ** 2).sum())
+                var += float(((returns[idx] - mean) ** 2).sum())
+        return hits / max(index.size, 1), (1.0 - sq / var) if var > 0 else float("nan")
+
+    held_idx = np.flatnonzero(held)
+    val_acc, val_r2 = accuracy(held_idx)
+    train_acc, _ = accuracy(train_idx[rng.permutation(train_idx.size)[:20_000]])
+    return {"expert": demos.expert, "episodes": episodes, "micro_steps": len(demos),
+            "expert_slo_attainment": float(np.mean(demos.slo_attainment)), "epochs": epochs,
+            "learning_rate": learning_rate, "accuracy": val_acc, "train_accuracy": train_acc,
+            "value_r2": val_r2}
