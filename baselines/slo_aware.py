@@ -331,6 +331,11 @@ class SloAwareScheduler(Scheduler):
         b = int(T.searchsorted(tightest - self.margin_s - _EPS_S, side="right")) - 1
         return min(max(b, k), top)  # b: the largest load with T(b) <= tightest - m
 
+    def tbt_objective_s(self, view: DecisionView, ids: np.ndarray) -> float | np.ndarray:
+        """The TBT objective the rule plans ``ids``' decodes for: ``slo.tbt_ms`` for all (the
+        tightest class's with ``slo.classes``: this rule ignores classes)."""
+        return self.tbt_s
+
     def plan_decodes(self, view: DecisionView, T: np.ndarray
                      ) -> tuple[int, np.ndarray, np.ndarray]:
         """The iteration's token budget and its decodes: ``(b, critical, deferrable)``.
@@ -342,7 +347,7 @@ class SloAwareScheduler(Scheduler):
         dec = view.decoding
         if dec.size == 0:
             return self.max_budget, _NONE, _NONE
-        slack = view.requests.last_token_s[dec] + (self.tbt_s - view.now_s)
+        slack = view.requests.last_token_s[dec] + (self.tbt_objective_s(view, dec) - view.now_s)
         b = self.deadline_budget(T, slack)
         threshold = float(T[b] + T[self.max_budget]) + self.margin_s
         if float(slack.max()) < threshold:  # every decode is critical (the common case)

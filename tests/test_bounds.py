@@ -136,7 +136,7 @@ def _optimum(cfg: lse.SimConfig, workload: Workload) -> tuple[float, int]:
     """
     sim = lse.Simulator(cfg, seed=0, workload=workload)
     sim.reset()
-    ttft, tbt = cfg.slo.ttft_ms / 1000.0, cfg.slo.tbt_ms / 1000.0
+    ttft, tbt = cfg.slo.objectives_s(sim.slo_class)  # per request (slo.classes)
     arrival = sim.arrival_s
     memo: dict[tuple, float] = {}
     best = [-1.0]
@@ -206,8 +206,13 @@ def test_no_schedule_beats_the_bound_on_tiny_instances(name, params, arrivals, p
                                                         outputs):
     model, c, a, b0, K, ttft, tbt, gpus = params
     cfg = _tiny_config(model, c, a, b0, K, ttft, tbt, len(arrivals), gpus)
-    workload = Workload(arrival_s=np.array(arrivals), prompt_tokens=np.array(prompts),
-                        output_tokens=np.array(outputs))
+    _check_against_search(name, cfg, Workload(
+        arrival_s=np.array(arrivals), prompt_tokens=np.array(prompts),
+        output_tokens=np.array(outputs)))
+
+
+def _check_against_search(name: str, cfg: lse.SimConfig, workload: Workload) -> None:
+    """The bound is at least the exhaustive search's optimum (the gap is printed)."""
     bound = slo_upper_bound(cfg, workload=workload)
     optimum, leaves = _optimum(cfg, workload)
     GAPS.append((name, bound, optimum))
@@ -215,6 +220,38 @@ def test_no_schedule_beats_the_bound_on_tiny_instances(name, params, arrivals, p
           f"({leaves} complete schedules evaluated)")
     assert leaves > 0
     assert optimum <= bound + 1e-12
+
+
+TINY_CLASSES = [
+    # name, (model, c_ms, a_ms, b0, K, gpus), classes (ttft_ms, tbt_ms), arrivals, prompts,
+    # outputs, class of each request
+    ("classes_pl", ("piecewise_linear", 1000, 500, 2, 4, 1), [(1500, 1200), (4000, 2500)],
+     [0.0, 0.0, 0.5, 0.5], [3, 2, 2, 1], [1, 2, 2, 1], [1, 0, 1, 0]),
+    ("classes_decodes", ("piecewise_linear", 1000, 250, 1, 3, 1), [(2000, 1250), (3500, 3000)],
+     [0.0, 0.25, 0.5], [2, 3, 1], [2, 2, 3], [0, 1, 1]),
+    # the two tight prompts cannot both start within 1.5 s: only the per-class relaxation
+    # sees it (with the loose class's 5 s they fit), and the bound is 3/4, the optimum
+    ("classes_tight_pair", ("piecewise_linear", 1000, 500, 2, 4, 1),
+     [(1500, 1000), (5000, 3000)], [0.0, 0.0, 0.0, 0.0], [3, 3, 1, 1], [1, 1, 1, 1],
+     [0, 0, 1, 1]),
+    ("classes_stair", ("staircase", 500, 500, 2, 4, 1), [(1500, 1000), (3000, 2000)],
+     [0.0, 0.0, 0.0, 1.0, 1.0], [2, 1, 3, 1, 2], [1, 2, 1, 1, 1], [1, 0, 1, 0, 0]),
+]
+
+
+@pytest.mark.parametrize("name,params,classes,arrivals,prompts,outputs,slo_class",
+                         TINY_CLASSES, ids=[t[0] for t in TINY_CLASSES])
+def test_no_schedule_beats_the_bound_with_slo_classes(name, params, classes, arrivals, prompts,
+                                                       outputs, slo_class):
+    """As above, with two SLO classes: each request is judged by its own class's objectives,
+    in the engine, in the bound and in the search."""
+    model, c, a, b0, K, gpus = params
+    cfg = _tiny_config(model, c, a, b0, K, 1000, 1000, len(arrivals), gpus).replace({"slo": {
+        "classes": [{"name": f"c{i}", "share": 0.5, "ttft_ms": t, "tbt_ms": d}
+                    for i, (t, d) in enumerate(classes)]}})
+    _check_against_search(name, cfg, Workload(
+        arrival_s=np.array(arrivals), prompt_tokens=np.array(prompts),
+        output_tokens=np.array(outputs), slo_class=np.array(slo_class)))
 
 
 # ---------------------------------------------------------------------------- every scheduler

@@ -64,6 +64,8 @@ SHIPPED = {
     "configs/distserve.yaml": 200,
     # five replicas, the Azure conversation trace
     "configs/azure_conv.yaml": 200,
+    # two SLO classes: slo_classes plans each decode by its own class's TBT
+    "configs/benchmarks/two_class.yaml": 300,
 }
 
 

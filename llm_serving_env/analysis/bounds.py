@@ -93,6 +93,11 @@ prefill work of a window is charged to the prefill pool (its count and service),
 not charged; the single-request tests use the prefill pool's S for P(L) and the decode
 pool's S(1) for the TBT.
 
+SLO classes (``slo.classes``): step 2 tests each request against its own class's objectives
+T_i and D_i; steps 3-5 use T = max T_i and D = max D_i over the candidates, which only
+postpones deadlines and raises b_D (weaker constraints, still valid). The bound is then looser
+for the tighter classes than a per-class relaxation would be.
+
 Float comparisons: the engine compares TTFT and gaps in floating point, so every time
 comparison here is loosened by ``TOL_S`` (1e-7 s) in the direction that enlarges the bound.
 
@@ -449,87 +454,123 @@ def slo_bound_details(
     measured = n - warm
     if measured <= 0:
         raise ValueError(f"no measured requests: warmup_requests = {warm} of {n}")
-    T = cfg.slo.ttft_ms / 1000.0
-    D = cfg.slo.tbt_ms / 1000.0
     K = int(cfg.gpus.max_batch_tokens)
     a = np.asarray(w.arrival_s, dtype=np.float64)[warm:]
     L = np.asarray(w.prompt_tokens, dtype=np.int64)[warm:]
     B = np.asarray(w.output_tokens, dtype=np.int64)[warm:]
+    Ti, Di = cfg.slo.objectives_s(np.asarray(w.slo_class)[warm:])
 
-    # step 2: single-request tests
-    ok = min_prefill_time(pre_svc, L, K) <= T + TOL_S
-    if float(dec_svc.mean_s(1)) > D + TOL_S:
-        ok &= B <= 1
-    a, L, B = a[ok], L[ok], B[ok]
-    nc = int(a.size)
+    # step 2: single-request tests, each request with its own objectives
+    ok = min_prefill_time(pre_svc, L, K) <= Ti + TOL_S
+    ok &= (float(dec_svc.mean_s(1)) <= Di + TOL_S) | (B <= 1)
+    nc = int(ok.sum())
     if nc == 0:
         return SloBound(0.0, measured, 0, 0, 0.0, 0, 0, True)
-
-    # step 3-4: efficiencies, decode levels
-    loads = np.arange(1, K + 1)
-    small = loads[np.asarray(dec_svc.mean_s(loads)) <= D + TOL_S]
-    b_d = int(small.max()) if small.size else 0
-    e_k = _efficiency(pre_svc, K)
-    if dis is None:
-        levels = decode_levels(int(B.max()) - 1)
-        e_d = _efficiency(dec_svc, b_d) if b_d else e_k
-    else:  # decodes run on the decode pool: not charged
-        levels = np.zeros(0, dtype=np.int64)
-        e_d = e_k
-    prev = np.concatenate(([0], levels[:-1]))
-    cnt = np.clip((B - 1)[:, None] - prev[None, :], 0, (levels - prev)[None, :])
-    lag = levels * D
-
-    def cap_tokens(delta: np.ndarray) -> np.ndarray:
-        return max_tokens(pre_svc, delta, K)
-
-    if math.isinf(float(cap_tokens(np.array([1.0]))[0])) and math.isinf(e_k):
-        return SloBound(nc / measured, measured, nc, nc, float(nc), 0, 0, True)
-
-    # step 6: redundant windows (all x = 1) and blocks
-    full = _Windows(a, L, cnt, lag, T, cap_tokens, m, e_k, e_d, max_window_requests,
-                    max_window_s)
-    cover = np.zeros(nc + 1, dtype=np.int64)  # cover[j]: windows crossing boundary j | j+1
-    involved = np.zeros(nc + 1, dtype=np.int64)
-    for s, e, _, _ in full.scan(np.ones(nc)):
-        np.add.at(cover, s, 1)
-        np.add.at(cover, e, -1)
-        np.add.at(involved, s, 1)
-        np.add.at(involved, e + 1, -1)
-    crossing = np.cumsum(cover)[:-1]  # boundary j (between j and j+1), j = 0..nc-1
-    in_window = np.cumsum(involved)[:-1] > 0
-    blocks = []
-    start = None
-    for j in range(nc):
-        if in_window[j] and start is None:
-            start = j
-        if start is not None and not (j < nc - 1 and crossing[j] > 0):
-            blocks.append((start, j + 1))
-            start = None
-    split = []
-    for lo, hi in blocks:
-        while hi - lo > max_block:
-            mid_lo, mid_hi = lo + max_block // 2, lo + max_block
-            # the boundary (after index j) crossed by the fewest non-redundant windows
-            cut = mid_lo + int(np.argmin(crossing[mid_lo - 1: mid_hi - 1]))
-            split.append((lo, cut))
-            lo = cut
-        split.append((lo, hi))
-
-    total, used, converged = 0, 0, True
-    lp_value = float(nc - sum(hi - lo for lo, hi in split))
-    total = nc - sum(hi - lo for lo, hi in split)
-    for lo, hi in split:
-        sub = _Windows(a[lo:hi], L[lo:hi], cnt[lo:hi], lag, T, cap_tokens, m, e_k, e_d,
-                       max_window_requests, max_window_s)
-        ub, k, conv = _solve_block(sub, max_rounds, per_round)
-        ub = min(ub, float(hi - lo))
-        lp_value += ub
-        total += min(hi - lo, math.floor(ub + 1e-9))
-        used += k
-        converged &= conv
-    return SloBound(total / measured, measured, nc, int(total), lp_value, len(split), used,
+    cls = np.asarray(w.slo_class)[warm:][ok]
+    solve = _RelaxationSolver(pre_svc, dec_svc, K, m, dis is not None, max_window_requests,
+                              max_window_s, max_block, max_rounds, per_round)
+    # steps 3-7 over every candidate, with the loosest objectives among them (slo.classes):
+    # request i's work is due by a_i + T_i + (k-1) D_i <= a_i + T + (k-1) D, so every window
+    # constraint still holds, only weaker for the tighter classes
+    a, L, B, Ti, Di = a[ok], L[ok], B[ok], Ti[ok], Di[ok]
+    total, lp_value, blocks, used, converged = solve(a, L, B, float(Ti.max()), float(Di.max()))
+    if len(cfg.slo.classes) > 1:
+        # each class alone, with its own objectives: dropping the other classes' work only
+        # relaxes, so each bounds its class's met count and their sum bounds the total
+        parts = [solve(a[cls == k], L[cls == k], B[cls == k], float(Ti[cls == k].max()),
+                       float(Di[cls == k].max()))
+                 for k in range(len(cfg.slo.classes)) if (cls == k).any()]
+        by_class = sum(p[0] for p in parts)
+        if by_class < total:
+            total, lp_value = by_class, sum(p[1] for p in parts)
+            blocks, used = sum(p[2] for p in parts), sum(p[3] for p in parts)
+            converged = all(p[4] for p in parts)
+    return SloBound(total / measured, measured, nc, int(total), lp_value, blocks, used,
                     converged)
+
+
+class _RelaxationSolver:
+    """Steps 3-7 for one set of candidates (arrival order) and one pair of objectives:
+    ``(max_met, lp_value, blocks, windows_used, converged)``."""
+
+    def __init__(self, pre_svc: ServiceModel, dec_svc: ServiceModel, K: int, m: int,
+                 disaggregated: bool, max_window_requests: int, max_window_s: float,
+                 max_block: int, max_rounds: int, per_round: int) -> None:
+        self.pre_svc, self.dec_svc, self.K, self.m = pre_svc, dec_svc, K, m
+        self.disaggregated = disaggregated
+        self.max_window_requests, self.max_window_s = max_window_requests, max_window_s
+        self.max_block, self.max_rounds, self.per_round = max_block, max_rounds, per_round
+
+    def __call__(self, a: np.ndarray, L: np.ndarray, B: np.ndarray, T: float, D: float
+                 ) -> tuple[int, float, int, int, bool]:
+        pre_svc, dec_svc, K, m = self.pre_svc, self.dec_svc, self.K, self.m
+        max_window_requests, max_window_s = self.max_window_requests, self.max_window_s
+        max_block, max_rounds, per_round = self.max_block, self.max_rounds, self.per_round
+        nc = int(a.size)
+        # step 3-4: efficiencies, decode levels
+        loads = np.arange(1, K + 1)
+        small = loads[np.asarray(dec_svc.mean_s(loads)) <= D + TOL_S]
+        b_d = int(small.max()) if small.size else 0
+        e_k = _efficiency(pre_svc, K)
+        if not self.disaggregated:
+            levels = decode_levels(int(B.max()) - 1)
+            e_d = _efficiency(dec_svc, b_d) if b_d else e_k
+        else:  # decodes run on the decode pool: not charged
+            levels = np.zeros(0, dtype=np.int64)
+            e_d = e_k
+        prev = np.concatenate(([0], levels[:-1]))
+        cnt = np.clip((B - 1)[:, None] - prev[None, :], 0, (levels - prev)[None, :])
+        lag = levels * D
+
+        def cap_tokens(delta: np.ndarray) -> np.ndarray:
+            return max_tokens(pre_svc, delta, K)
+
+        if math.isinf(float(cap_tokens(np.array([1.0]))[0])) and math.isinf(e_k):
+            return nc, float(nc), 0, 0, True
+
+        # step 6: redundant windows (all x = 1) and blocks
+        full = _Windows(a, L, cnt, lag, T, cap_tokens, m, e_k, e_d, max_window_requests,
+                        max_window_s)
+        cover = np.zeros(nc + 1, dtype=np.int64)  # cover[j]: windows crossing boundary j | j+1
+        involved = np.zeros(nc + 1, dtype=np.int64)
+        for s, e, _, _ in full.scan(np.ones(nc)):
+            np.add.at(cover, s, 1)
+            np.add.at(cover, e, -1)
+            np.add.at(involved, s, 1)
+            np.add.at(involved, e + 1, -1)
+        crossing = np.cumsum(cover)[:-1]  # boundary j (between j and j+1), j = 0..nc-1
+        in_window = np.cumsum(involved)[:-1] > 0
+        blocks = []
+        start = None
+        for j in range(nc):
+            if in_window[j] and start is None:
+                start = j
+            if start is not None and not (j < nc - 1 and crossing[j] > 0):
+                blocks.append((start, j + 1))
+                start = None
+        split = []
+        for lo, hi in blocks:
+            while hi - lo > max_block:
+                mid_lo, mid_hi = lo + max_block // 2, lo + max_block
+                # the boundary (after index j) crossed by the fewest non-redundant windows
+                cut = mid_lo + int(np.argmin(crossing[mid_lo - 1: mid_hi - 1]))
+                split.append((lo, cut))
+                lo = cut
+            split.append((lo, hi))
+
+        total, used, converged = 0, 0, True
+        lp_value = float(nc - sum(hi - lo for lo, hi in split))
+        total = nc - sum(hi - lo for lo, hi in split)
+        for lo, hi in split:
+            sub = _Windows(a[lo:hi], L[lo:hi], cnt[lo:hi], lag, T, cap_tokens, m, e_k, e_d,
+                           max_window_requests, max_window_s)
+            ub, k, conv = _solve_block(sub, max_rounds, per_round)
+            ub = min(ub, float(hi - lo))
+            lp_value += ub
+            total += min(hi - lo, math.floor(ub + 1e-9))
+            used += k
+            converged &= conv
+        return total, lp_value, len(split), used, converged
 
 
 def slo_upper_bound(

@@ -41,6 +41,7 @@ from llm_serving_env.config.sections import (
     GpuConfig,
     PoolConfig,
     SchedulerConfig,
+    SloClass,
     SloConfig,
 )
 from llm_serving_env.config.sim_config import SimConfig
@@ -51,6 +52,7 @@ __all__ = [
     "PoolConfig",
     "SchedulerConfig",
     "SimConfig",
+    "SloClass",
     "SloConfig",
     "available_presets",
     "load_config",

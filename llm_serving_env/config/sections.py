@@ -9,6 +9,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from llm_serving_env.hardware.service_config import ServiceConfig
 from llm_serving_env.hardware.specs import GPU_PRESETS, INTERCONNECT_PRESETS
 from llm_serving_env.schema.fields import (
@@ -22,6 +24,7 @@ from llm_serving_env.schema.fields import (
     choice,
     construct,
     from_flat_dict,
+    join_path,
     to_flat_dict,
 )
 
@@ -146,13 +149,23 @@ def default_scheduler() -> SchedulerConfig:
 
 
 @dataclass(frozen=True)
-class SloConfig:
-    """Service-level objectives: time to first token and time between tokens, both in ms."""
+class SloClass:
+    """One class of requests with its own objectives (interactive chat, batch jobs, ...):
+    ``share`` of the arrivals (each request's class is drawn independently), TTFT and TBT
+    objectives in ms."""
 
+    name: str
+    share: float
     ttft_ms: float
     tbt_ms: float
 
     def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name.isidentifier():
+            raise ConfigError("must be a name made of letters, digits and _ (it becomes part "
+                              "of summary keys such as slo_attainment_NAME)", "name", self.name)
+        object.__setattr__(self, "share", as_float("share", self.share, gt=0.0))
+        if self.share > 1.0:
+            raise ConfigError("must be in (0, 1]", "share", self.share)
         object.__setattr__(self, "ttft_ms", as_float("ttft_ms", self.ttft_ms, gt=0.0))
         object.__setattr__(self, "tbt_ms", as_float("tbt_ms", self.tbt_ms, gt=0.0))
 
@@ -160,8 +173,87 @@ class SloConfig:
         return to_flat_dict(self)
 
     @classmethod
-    def from_dict(cls, d: Any, path: str = "slo") -> SloConfig:
+    def from_dict(cls, d: Any, path: str) -> SloClass:
         return from_flat_dict(cls, d, path)
+
+
+@dataclass(frozen=True)
+class SloConfig:
+    """Service-level objectives: time to first token and time between tokens, both in ms.
+
+    Either one pair for every request (``{ttft_ms, tbt_ms}``) or ``classes``: a list of
+    :class:`SloClass` (at least two, shares summing to 1), each request's class drawn at
+    random with those shares (a stream of its own: lengths and arrivals do not change) and
+    known to schedulers from its arrival, as a priority header would be. With classes,
+    ``ttft_ms`` and ``tbt_ms`` are the tightest class's: what a scheduler that ignores the
+    classes plans for.
+    """
+
+    ttft_ms: float | None = None
+    tbt_ms: float | None = None
+    classes: tuple[SloClass, ...] = ()
+
+    def __post_init__(self) -> None:
+        classes = tuple(self.classes)
+        object.__setattr__(self, "classes", classes)
+        if not classes:
+            if self.ttft_ms is None or self.tbt_ms is None:
+                missing = "ttft_ms" if self.ttft_ms is None else "tbt_ms"
+                raise ConfigError(f"missing required key {missing!r} (give ttft_ms and tbt_ms, "
+                                  "or classes)", missing)
+            object.__setattr__(self, "ttft_ms", as_float("ttft_ms", self.ttft_ms, gt=0.0))
+            object.__setattr__(self, "tbt_ms", as_float("tbt_ms", self.tbt_ms, gt=0.0))
+            return
+        if len(classes) < 2:
+            raise ConfigError("needs at least two classes (one class: write ttft_ms and tbt_ms)",
+                              "classes", len(classes))
+        names = [c.name for c in classes]
+        for i, name in enumerate(names):
+            if name in names[:i]:
+                raise ConfigError("class names must differ", f"classes[{i}].name", name)
+        total = sum(c.share for c in classes)
+        if abs(total - 1.0) > 1e-9:
+            raise ConfigError("the classes' shares must sum to 1", "classes", round(total, 12))
+        object.__setattr__(self, "ttft_ms", min(c.ttft_ms for c in classes))
+        object.__setattr__(self, "tbt_ms", min(c.tbt_ms for c in classes))
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        """The classes' names (empty without classes)."""
+        return tuple(c.name for c in self.classes)
+
+    def objectives_s(self, slo_class: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per-request (TTFT, TBT) objectives in seconds, float64 arrays shaped like
+        ``slo_class`` (class indices; ignored without classes)."""
+        if not self.classes:
+            shape = np.shape(slo_class)
+            return (np.full(shape, self.ttft_ms) / 1000.0, np.full(shape, self.tbt_ms) / 1000.0)
+        ttft = np.array([c.ttft_ms for c in self.classes])
+        tbt = np.array([c.tbt_ms for c in self.classes])
+        return ttft[slo_class] / 1000.0, tbt[slo_class] / 1000.0
+
+    def to_dict(self) -> dict[str, Any]:
+        if self.classes:
+            return {"classes": [c.to_dict() for c in self.classes]}
+        return {"ttft_ms": self.ttft_ms, "tbt_ms": self.tbt_ms}
+
+    @classmethod
+    def from_dict(cls, d: Any, path: str = "slo") -> SloConfig:
+        d = as_mapping(path, d)
+        check_keys(path, d, ("ttft_ms", "tbt_ms", "classes"), ())
+        if "classes" not in d:
+            return from_flat_dict(cls, d, path)
+        for key in ("ttft_ms", "tbt_ms"):
+            if key in d:
+                raise ConfigError("give it per class when slo.classes is set",
+                                  join_path(path, key), d[key])
+        items = d["classes"]
+        if not isinstance(items, list):
+            raise ConfigError("must be a list of {name, share, ttft_ms, tbt_ms}",
+                              join_path(path, "classes"), items)
+        classes = tuple(SloClass.from_dict(item, f"{join_path(path, 'classes')}[{i}]")
+                        for i, item in enumerate(items))
+        return construct(cls, path, {"classes": classes})
 
 
 @dataclass(frozen=True)

@@ -134,7 +134,8 @@ class Composer:
         hold_s: the timed-hold ladder (seconds), ``layout.num_holds`` values.
         prefill_mean_s: E[S(b)] of the prefill pool's service model, vectorized (WAIT_SERVICE).
         mean_s: E[S(b)] of this GPU's service model, vectorized (guards, default budget).
-        tbt_s: the TBT objective (inf without an SLO).
+        tbt_s: the tightest TBT objective (inf without an SLO); each decode's own is in
+            ``view.requests.tbt_objective_s``.
         guards: the training guards (see the env docstring): decodes are held back only while
             they can afford it, the budget rises only while every decode in the batch still
             meets its deadline, and new requests are admitted only while the KV blocks of
@@ -191,9 +192,10 @@ class Composer:
         else:
             self.decode_kv = np.zeros(nd, dtype=np.int64)
         self.prefill_kv = 0  # blocks the picked chunks take
-        # slack of each decode's next token: last token + tbt - now (inf without an SLO)
+        # slack of each decode's next token: last token + its TBT objective - now (inf
+        # without an SLO; with slo.classes each decode has its class's objective)
         if nd and tbt_s != _INF:
-            self.slack = t.last_token_s[decoding] + (tbt_s - view.now_s)
+            self.slack = t.last_token_s[decoding] + (t.tbt_objective_s[decoding] - view.now_s)
         else:
             self.slack = np.full(nd, _INF)
         s_k = float(mean_table[-1])

@@ -138,7 +138,7 @@ class LLMComposeEnv(LLMServingEnv):
 
     ## Observation Space
 
-    ``Box(0, 1, (16 + 13 + 9N + 7N,), float32)``: v0's 16 global features, 13 compose-state
+    ``Box(0, 1, (16 + 13 + 10N + 8N,), float32)``: v0's 16 global features, 13 compose-state
     features (``STATE_FEATURES``: B / K, load / K, picks p / (p + N), share of decodes in the
     batch and held, page offset over the unpicked count, whether more pages follow (waiting and
     decodes), free slots left / R, KV room left / capacity, deadline budget / K, micro-steps
@@ -149,10 +149,13 @@ class LLMComposeEnv(LLMServingEnv):
     exceeds T_ttft; arrival rank: its position in the waiting list (partial prefills first, then
     FCFS) over the list's length w; prompt rank: how many waiting requests have a shorter
     remaining prompt, over w. The ranks carry the orders rules sort by, which the scaled
-    values hide when they are close, and cover requests on other pages) and the decode page's
-    N decodes (``DECODE_FEATURES``: occupied; in the batch;
-    since last token s / (s + T_tbt); TBT slack max(0, last + T_tbt - now) / T_tbt clipped to 1;
-    generated g / (g + M); predicted remaining; age a / (a + T_ttft)). Scales as in v0. The
+    values hide when they are close, and cover requests on other pages; its TTFT objective
+    T_i / (T_i + T_ttft), 1/2 without ``slo.classes``) and the decode page's N decodes
+    (``DECODE_FEATURES``: occupied; in the batch; since last token s / (s + T_tbt); TBT slack
+    max(0, last + D_i - now) / T_tbt clipped to 1; generated g / (g + M); predicted remaining;
+    age a / (a + T_ttft); its TBT objective D_i / (D_i + T_tbt)). T_ttft and T_tbt are v0's
+    scales (the SLO's objectives, the tightest class's with ``slo.classes``); T_i and D_i are
+    the request's own objectives (its class's), which "late" and the slack use. The
     candidates of one page share one feature layout, so a policy can score them with shared
     weights (``agents.policy_net``) and page through any number of requests.
 

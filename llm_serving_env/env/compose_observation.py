@@ -28,10 +28,11 @@ STATE_FEATURES = (
 )
 #: Per-candidate features of the current page of unpicked waiting requests.
 CANDIDATE_FEATURES = ("occupied", "remaining_prompt", "chunk", "age", "resident",
-                      "predicted_output", "late", "arrival_rank", "prompt_rank")
+                      "predicted_output", "late", "arrival_rank", "prompt_rank",
+                      "ttft_objective")
 #: Per-decode features of the current decode page.
 DECODE_FEATURES = ("occupied", "in_batch", "since_last_token", "slack", "generated",
-                   "predicted_remaining", "age")
+                   "predicted_remaining", "age", "tbt_objective")
 _INF = math.inf
 
 
@@ -128,9 +129,11 @@ class ComposeKit:
             pred = t.predicted_output_tokens[ids]
             out[o + 5 * n: o + 5 * n + m] = np.where(pred > 0.0, pred / (pred + self._m), 0.0)
             if self._slo_ttft != _INF:
+                objective = t.ttft_objective_s[ids]  # its class's (slo.classes)
                 alone = age + self._prefill_model.mean_s(c.remaining[pos])
-                out[o + 6 * n: o + 6 * n + m] = (alone > self._slo_ttft) \
+                out[o + 6 * n: o + 6 * n + m] = (alone > objective) \
                     & (t.generated_tokens[ids] == 0)
+                out[o + 9 * n: o + 9 * n + m] = objective / (objective + self._ttft)
             # ranks among every waiting request, this page's or not: the order a rule sorts by
             # (FCFS, shortest first), which absolute scales hide when values are close
             w = c.waiting.size
@@ -155,4 +158,7 @@ class ComposeKit:
             out[o + 5 * n: o + 5 * n + m] = np.where(left > 0.0, left / (left + self._m), 0.0)
             age = now - t.arrival_s[ids]
             out[o + 6 * n: o + 6 * n + m] = age / (age + self._ttft)
+            if self._slo_tbt_s != _INF:
+                objective = t.tbt_objective_s[ids]
+                out[o + 7 * n: o + 7 * n + m] = objective / (objective + self._tbt)
         return out.astype(np.float32)

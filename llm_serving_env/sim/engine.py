@@ -191,8 +191,10 @@ class Simulator:
         if self._given_workload is not None:
             self.workload = self._given_workload
         else:
+            slo = self.config.slo
             self.workload = generate_workload(
-                self.config.workload, self.config.num_requests, workload_ss)
+                self.config.workload, self.config.num_requests, workload_ss,
+                class_shares=tuple(c.share for c in slo.classes) if slo is not None else ())
         self.policy_rng = np.random.default_rng(policy_ss)
         # one noise stream per GPU, so a GPU's service times do not depend on the others'
         self.services = [
@@ -228,9 +230,20 @@ class Simulator:
         self._public_arrival_s = np.full(n, np.nan)
         self._public_prompt = np.zeros(n, dtype=np.int64)
         self._public_predicted = np.full(n, np.nan)
+        self.slo_class = np.asarray(w.slo_class, dtype=np.int64)
+        slo = self.config.slo
+        if slo is None:
+            self._ttft_objective_s = self._tbt_objective_s = np.full(n, _INF)
+        else:
+            self._ttft_objective_s, self._tbt_objective_s = slo.objectives_s(self.slo_class)
+        self._public_slo_class = np.full(n, -1, dtype=np.int64)
+        self._public_ttft_objective_s = np.full(n, np.nan)
+        self._public_tbt_objective_s = np.full(n, np.nan)
         self.table = RequestTable(
             arrival_s=self._public_arrival_s, prompt_tokens=self._public_prompt,
-            predicted_output_tokens=self._public_predicted,
+            predicted_output_tokens=self._public_predicted, slo_class=self._public_slo_class,
+            ttft_objective_s=self._public_ttft_objective_s,
+            tbt_objective_s=self._public_tbt_objective_s,
             prefilled_tokens=self.prefilled, prefill_target_tokens=self.target,
             generated_tokens=self.generated, last_token_s=self.last_token_s, gpu=self.gpu_of,
             kv_tokens=self.kv_tokens, kv_blocks=self.kv_blocks)
@@ -399,6 +412,9 @@ class Simulator:
         self._public_arrival_s[start:stop] = self.arrival_s[start:stop]
         self._public_prompt[start:stop] = self.prompt[start:stop]
         self._public_predicted[start:stop] = self._predicted[start:stop]
+        self._public_slo_class[start:stop] = self.slo_class[start:stop]
+        self._public_ttft_objective_s[start:stop] = self._ttft_objective_s[start:stop]
+        self._public_tbt_objective_s[start:stop] = self._tbt_objective_s[start:stop]
         if self._num_queues == 1:
             new = np.arange(start, stop, dtype=np.int64)
             self.queue_of[start:stop] = 0
@@ -844,7 +860,8 @@ class Simulator:
             max_tbt_s=max_tbt, gpu=self.gpu_of.copy(), first_gpu=self.first_gpu.copy(),
             preemptions=self.preemptions.copy(), batch_columns=self._batches.trimmed(),
             tbt_gaps_s=gaps[measured], tbt_gap_batch=rows[measured], num_gpus=self.num_gpus,
-            transfer_columns=self._transfer_columns(), policy=policy)
+            transfer_columns=self._transfer_columns(), policy=policy,
+            slo_class=self.slo_class.copy())
 
     def _transfer_columns(self) -> dict[str, np.ndarray]:
         """The landed KV transfers in landing order: request, src, dst (GPU ids), start_s,

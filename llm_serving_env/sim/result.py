@@ -73,6 +73,7 @@ class RunResult:
     num_gpus: int
     transfer_columns: dict[str, np.ndarray] = field(default_factory=dict)
     policy: str = ""  # the scheduler that ran (Scheduler.label); "" = the config's scheduler
+    slo_class: np.ndarray | None = None  # index into slo.classes per request (None: all 0)
 
     @property
     def policy_name(self) -> str:
@@ -115,16 +116,25 @@ class RunResult:
             return (float("nan"), float("nan"))
         return float(self.arrival_s[m].min()), float(self.finish_s[m].max())
 
+    @property
+    def request_slo_class(self) -> np.ndarray:
+        """Each request's index into ``slo.classes`` (all 0 without classes)."""
+        if self.slo_class is None:
+            return np.zeros(self.arrival_s.size, dtype=np.int64)
+        return self.slo_class
+
     def slo_met(self) -> np.ndarray:
-        """Per-request SLO attainment: TTFT_i <= slo.ttft and max TBT_i <= slo.tbt.
+        """Per-request SLO attainment: TTFT_i <= its TTFT objective and max TBT_i <= its TBT
+        objective (``slo.ttft_ms`` / ``slo.tbt_ms``, or its class's with ``slo.classes``).
 
         A one-token output has no gap and meets the TBT part. Requires ``config.slo``.
         """
         slo = self.config.slo
         if slo is None:
             raise ValueError("slo_met() needs an SLO: set slo: {ttft_ms, tbt_ms} in the config")
-        tbt_ok = (self.output_tokens <= 1) | (self.max_tbt_s <= slo.tbt_ms / 1000.0)
-        return (self.ttft_s <= slo.ttft_ms / 1000.0) & tbt_ok
+        ttft_obj, tbt_obj = slo.objectives_s(self.request_slo_class)
+        tbt_ok = (self.output_tokens <= 1) | (self.max_tbt_s <= tbt_obj)
+        return (self.ttft_s <= ttft_obj) & tbt_ok
 
     # ---------------------------------------------------------------- tables
     @cached_property
@@ -133,8 +143,9 @@ class RunResult:
 
         ``gpu`` is the GPU that finished the request, ``first_gpu`` the one that first served
         it (they differ under disaggregation, where prefill and decode pools are separate).
+        With ``slo.classes``, ``slo_class`` holds each request's class name.
         """
-        return pd.DataFrame({
+        df = pd.DataFrame({
             "arrival_s": self.arrival_s,
             "prompt_tokens": self.prompt_tokens,
             "output_tokens": self.output_tokens,
@@ -149,7 +160,11 @@ class RunResult:
             "first_gpu": self.first_gpu,
             "preemptions": self.preemptions,
             "warmup": ~self.measured,
-        }).rename_axis("request_id")
+        })
+        slo = self.config.slo
+        if slo is not None and slo.classes:
+            df["slo_class"] = np.asarray(slo.class_names, dtype=object)[self.request_slo_class]
+        return df.rename_axis("request_id")
 
     @cached_property
     def batches(self) -> pd.DataFrame:
@@ -181,6 +196,8 @@ class RunResult:
         - num_preemptions: preemptions suffered by measured requests.
         - slo_attainment = fraction of measured requests meeting the SLO (see :meth:`slo_met`);
           goodput_rps = their number / T (DistServe's goodput). Only when an SLO is set.
+        - With ``slo.classes``, also ``slo_attainment_NAME`` (over the measured requests of
+          class NAME) and ``goodput_rps_NAME`` (those meeting it / T) per class.
         """
         m = self.measured
         n = int(m.sum())
@@ -217,6 +234,12 @@ class RunResult:
             met = self.slo_met()[m]
             out["slo_attainment"] = _mean(met.astype(float))
             out["goodput_rps"] = float(met.sum()) / span if span > 0 else float("nan")
+            classes = self.request_slo_class[m]
+            for k, name in enumerate(self.config.slo.class_names):
+                mine = met[classes == k]
+                out[f"slo_attainment_{name}"] = _mean(mine.astype(float))
+                out[f"goodput_rps_{name}"] = (float(mine.sum()) / span if span > 0
+                                              else float("nan"))
         return out
 
     # ---------------------------------------------------------------- timeline

@@ -44,6 +44,9 @@ class RequestTable:
         generated_tokens: output tokens already emitted (the first comes with the prefill).
         last_token_s: time the latest output token was emitted (NaN before the first).
         gpu: GPU the request is bound to (-1 while waiting in a queue).
+        slo_class: index into ``slo.classes`` (0 without classes; -1 before arrival).
+        ttft_objective_s, tbt_objective_s: the request's TTFT and TBT objectives, seconds
+            (its class's; inf without an SLO; NaN before arrival).
         kv_tokens, kv_blocks: KV-cache tokens and paged blocks the request holds (only
             tracked when ``gpus.kv_capacity_tokens`` is set).
     """
@@ -51,12 +54,17 @@ class RequestTable:
     __slots__ = (
         "arrival_s", "prompt_tokens", "predicted_output_tokens", "prefilled_tokens",
         "prefill_target_tokens", "generated_tokens", "last_token_s", "gpu", "kv_tokens",
-        "kv_blocks",
+        "kv_blocks", "slo_class", "ttft_objective_s", "tbt_objective_s",
     )
 
     def __init__(self, **arrays: np.ndarray) -> None:
+        n = np.shape(arrays["arrival_s"])[0]
+        defaults = {"slo_class": lambda: np.zeros(n, np.int64),  # a table built by hand
+                    "ttft_objective_s": lambda: np.full(n, math.inf),
+                    "tbt_objective_s": lambda: np.full(n, math.inf)}
         for name in self.__slots__:
-            setattr(self, name, arrays[name])
+            value = arrays.get(name)
+            setattr(self, name, defaults[name]() if value is None else value)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,12 +1,13 @@
 """Draw a workload (arrival times, prompt lengths, output budgets) from a WorkloadConfig.
 
 Randomness: ``generate_workload`` turns its seed into a ``numpy.random.SeedSequence`` and
-spawns exactly four children, in this order:
+spawns exactly five children, in this order:
 
     0. arrival times,
     1. prompt lengths,
     2. output lengths,
     3. output-length predictions (``workload.length_predictor``),
+    4. SLO classes (``slo.classes``),
 
 each driving its own ``numpy.random.default_rng(child)``. The streams are independent of each
 other and of anything a scheduling policy does, so two policies run with one seed see the same
@@ -52,6 +53,8 @@ class Workload:
             The engine's truth: schedulers never see it (see ``predicted_output_tokens``).
         predicted_output_tokens: float64 ``(n,)``, what the configured predictor says of B_i
             (NaN = unknown, the default when not given).
+        slo_class: int64 ``(n,)``, each request's index into ``slo.classes`` (all 0, the
+            default, without classes).
 
     The constructor copies the arrays, checks shapes and values, and makes them read-only.
     """
@@ -60,6 +63,7 @@ class Workload:
     prompt_tokens: np.ndarray
     output_tokens: np.ndarray
     predicted_output_tokens: np.ndarray | None = None
+    slo_class: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         arrival = _frozen(self.arrival_s, np.float64, "arrival_s")
@@ -87,6 +91,11 @@ class Workload:
             raise ValueError(f"predicted_output_tokens has {predicted.shape[0]} entries, "
                              f"arrival_s {n}")
         object.__setattr__(self, "predicted_output_tokens", predicted)
+        classes = np.zeros(n, np.int64) if self.slo_class is None else self.slo_class
+        classes = _frozen(classes, np.int64, "slo_class")
+        if classes.shape[0] != n or (n and classes.min() < 0):
+            raise ValueError(f"slo_class must hold {n} class indices >= 0")
+        object.__setattr__(self, "slo_class", classes)
 
     def __len__(self) -> int:
         """Number of requests."""
@@ -94,7 +103,8 @@ class Workload:
 
 
 def generate_workload(
-    cfg: WorkloadConfig, num_requests: int, seed: int | np.random.SeedSequence
+    cfg: WorkloadConfig, num_requests: int, seed: int | np.random.SeedSequence,
+    class_shares: tuple[float, ...] = (),
 ) -> Workload:
     """Draw ``num_requests`` requests from ``cfg``.
 
@@ -103,7 +113,8 @@ def generate_workload(
         num_requests: number of requests n (>= 0).
         seed: an int (``SeedSequence(seed)`` is used) or a ``SeedSequence``. A given
             ``SeedSequence`` is spawned from directly, so, as with ``SeedSequence.spawn``, its
-            spawn counter advances by 4: pass an int, or a fresh sequence, to reproduce a draw.
+            spawn counter advances by 5: pass an int, or a fresh sequence, to reproduce a draw.
+        class_shares: the SLO classes' shares (``slo.classes``; empty: every request class 0).
 
     Returns:
         A :class:`Workload`; the same int seed gives bit-identical arrays.
@@ -112,12 +123,17 @@ def generate_workload(
         raise ValueError(f"num_requests = {num_requests!r}: must be an integer >= 0")
     n = int(num_requests)
     ss = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
-    # a fourth child for the predictions: the first three (and so every length and arrival)
-    # are the same whether or not a predictor is configured
-    arrival_ss, prompt_ss, output_ss, predictor_ss = ss.spawn(4)
+    # the predictions and the classes have children of their own: the first three (and so
+    # every length and arrival) are the same whether or not either is configured
+    arrival_ss, prompt_ss, output_ss, predictor_ss, class_ss = ss.spawn(5)
     arrival_s = cfg.arrival.sample_times(np.random.default_rng(arrival_ss), n)
     prompt = cfg.prompt_tokens.sample(np.random.default_rng(prompt_ss), n)
     output = cfg.output_tokens.sample(np.random.default_rng(output_ss), n)
     predicted = cfg.length_predictor.predict(np.random.default_rng(predictor_ss), output)
+    slo_class = None
+    if class_shares:
+        shares = np.asarray(class_shares, dtype=np.float64)
+        slo_class = np.random.default_rng(class_ss).choice(shares.size, size=n,
+                                                           p=shares / shares.sum())
     return Workload(arrival_s=arrival_s, prompt_tokens=prompt, output_tokens=output,
-                    predicted_output_tokens=predicted)
+                    predicted_output_tokens=predicted, slo_class=slo_class)
