@@ -21,7 +21,8 @@ mean goodput (throughput without an SLO); every other policy is compared with it
 per-seed ratio) and ``slo_attainment_diff``.
 
 The returned / written table has one row per policy: ``policy, kind, n``, then
-``<metric>_mean`` and ``<metric>_ci95`` for each metric of :data:`METRICS`, then the
+``<metric>_mean`` and ``<metric>_ci95`` for each metric of :data:`METRICS` (and, with
+``slo.classes``, each class's ``slo_attainment_NAME`` and ``goodput_rps_NAME``), then the
 comparison columns (``best_baseline``, ``goodput_diff_mean``, ``goodput_diff_ci95``,
 ``goodput_ratio_mean``, ``goodput_ratio_ci95``, ``slo_attainment_diff_mean``,
 ``slo_attainment_diff_ci95``).
@@ -99,6 +100,14 @@ def _agent(spec: PolicySpec):
                  else FixedMode(int(spec.target)))
         _AGENTS[spec.text] = agent
     return agent
+
+
+def class_metrics(columns: Sequence[str]) -> list[str]:
+    """The per-class SLO metrics (``slo_attainment_NAME``, ``goodput_rps_NAME``) among
+    ``columns``, in their order (none without ``slo.classes``)."""
+    return [c for c in columns
+            if c.startswith(("slo_attainment_", "goodput_rps_")) and not c.endswith(
+                ("_mean", "_ci95", "_diff", "_ratio"))]
 
 
 def _row(config: SimConfig, spec: PolicySpec, seed: int) -> dict[str, Any]:
@@ -247,7 +256,7 @@ def tabulate(runs: pd.DataFrame, specs: Sequence[PolicySpec], seeds: Sequence[in
     """The per-policy table of :func:`evaluate` from its per-run rows (and, when given, the
     per-seed upper bounds on SLO attainment, in ``seeds`` order)."""
     key = "goodput_rps" if has_slo else "throughput_rps"
-    metrics = [m for m in METRICS if m in runs.columns]
+    metrics = [m for m in METRICS if m in runs.columns] + class_metrics(runs.columns)
     per: dict[str, pd.DataFrame] = {}
     rows = []
     for spec in specs:
@@ -330,7 +339,8 @@ def format_table(ev: Evaluation) -> str:
     """The table as text: mean ± CI per metric per policy, then the comparison with the best
     baseline."""
     t = ev.table
-    metrics = [m for m in METRICS if f"{m}_mean" in t.columns]
+    metrics = [m for m in METRICS if f"{m}_mean" in t.columns] + class_metrics(
+        [c.removesuffix("_mean") for c in t.columns if c.endswith("_mean")])
     wide = pd.DataFrame({m: [_cell(a, b) for a, b in zip(t[f"{m}_mean"], t[f"{m}_ci95"],
                                                          strict=True)] for m in metrics})
     wide.index = t["policy"]
