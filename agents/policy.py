@@ -41,7 +41,7 @@ from agents.actions import SloModes, make_env
 from llm_serving_env.config.files import load_config, parse_override
 from llm_serving_env.config.sim_config import SimConfig
 from llm_serving_env.env.compose_env import hold_ladder
-from llm_serving_env.env.compose_observation import ComposeKit
+from llm_serving_env.env.compose_observation import DEFAULT_BUDGET_MARGIN_MS, ComposeKit
 from llm_serving_env.env.serving_env import make_observer
 from llm_serving_env.schema.fields import ConfigError, flatten
 from llm_serving_env.sim.batch import Batch, Wait
@@ -339,7 +339,9 @@ class LearnedScheduler(Scheduler):
         if kind == "compose":  # LLMServing-v1: micro-steps on the env's own Composer
             self.kit = ComposeKit(sim_config, self.observer,
                                   hold_ladder(sim_config, options.get("hold_s")),
-                                  bool(options.get("guards", True)))
+                                  bool(options.get("guards", True)),
+                                  float(options.get("budget_margin_ms",
+                                                    DEFAULT_BUDGET_MARGIN_MS)))
             size = self.kit.size
         if size != self.model.observation_size:
             raise ConfigError(f"model {self.model.path.name} expects observations of size "

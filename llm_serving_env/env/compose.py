@@ -136,6 +136,7 @@ class Composer:
         mean_s: E[S(b)] of this GPU's service model, vectorized (guards, default budget).
         tbt_s: the tightest TBT objective (inf without an SLO); each decode's own is in
             ``view.requests.tbt_objective_s``.
+        margin_s: slack (seconds) the deadline budget keeps below the tightest due time.
         guards: the training guards (see the env docstring): decodes are held back only while
             they can afford it, the budget rises only while every decode in the batch still
             meets its deadline, and new requests are admitted only while the KV blocks of
@@ -154,7 +155,7 @@ class Composer:
 
     def __init__(self, view: DecisionView, layout: ComposeLayout, hold_s: np.ndarray,
                  prefill_mean_s, mean_s, mean_table: np.ndarray, tbt_s: float, guards: bool,
-                 event_pending: bool) -> None:
+                 event_pending: bool, margin_s: float = 0.0) -> None:
         self.view = view
         self.layout = layout
         self.hold_s = hold_s
@@ -162,6 +163,7 @@ class Composer:
         self.mean_s = mean_s
         self.mean_table = mean_table  # E[S(b)] for b = 0..K, nondecreasing
         self.tbt_s = tbt_s
+        self.margin_s = margin_s
         self.guards = guards
         self.event_pending = event_pending
         t = view.requests
@@ -217,15 +219,16 @@ class Composer:
 
     # ------------------------------------------------------------------ budget
     def _deadline_budget(self) -> int:
-        """The largest load whose mean iteration time meets every in-batch decode that can
-        still make its deadline (K when none constrains it)."""
+        """The largest load whose mean iteration time meets, ``margin_s`` early, every in-batch
+        decode that can still make its deadline (K when none constrains it)."""
         if not self.in_batch.any() or self.tbt_s == _INF:
             return self.limit
         slack = self.slack[self.in_batch]
         reachable = slack[slack >= float(self.mean_table[1])]
         if reachable.size == 0:
             return self.limit
-        b = int(np.searchsorted(self.mean_table, float(reachable.min()), side="right")) - 1
+        due = float(reachable.min()) - self.margin_s
+        b = int(np.searchsorted(self.mean_table, due, side="right")) - 1
         return max(1, min(b, self.limit))
 
     def default_budget(self) -> int:

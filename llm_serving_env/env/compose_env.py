@@ -23,6 +23,7 @@ from llm_serving_env.env.compose import Composer
 from llm_serving_env.env.compose_observation import (
     CANDIDATE_FEATURES,
     DECODE_FEATURES,
+    DEFAULT_BUDGET_MARGIN_MS,
     STATE_FEATURES,
     ComposeKit,
 )
@@ -67,8 +68,10 @@ class LLMComposeEnv(LLMServingEnv):
     decision point (a GPU is free and has work) the agent builds the batch in micro-steps.
     It starts from the *default batch*: every decode-ready request decodes (the first
     ``max_batch_tokens`` of them), no prefill, and a token budget ``B`` = the largest load
-    whose mean iteration time still meets every decode's TBT deadline (``max_batch_tokens``
-    without an SLO or without decodes). It then picks waiting requests one at a time, edits
+    whose mean iteration time still meets every decode's TBT deadline ``budget_margin_ms``
+    early (``max_batch_tokens`` without an SLO or without decodes; the margin is
+    ``slo_aware``'s, so on deterministic service the default budget is that rule's and a
+    policy cloned from it need not move it). It then picks waiting requests one at a time, edits
     the decodes or the budget, and ends the decision with DISPATCH or a timed WAIT. Only a
     step that ends a decision advances simulated time; the others have ``dt_s = 0`` and reward
     0, so time-discounting (``gamma ** dt_s``) leaves them undiscounted.
@@ -168,8 +171,9 @@ class LLMComposeEnv(LLMServingEnv):
     ## Arguments
 
     As v0 (``chunk_ladder`` only sets the token scale P = its largest entry) plus ``hold_s``
-    (timed holds in seconds; default ``DEFAULT_HOLD_FRACTIONS`` of the TTFT objective) and
-    ``guards``.
+    (timed holds in seconds; default ``DEFAULT_HOLD_FRACTIONS`` of the TTFT objective),
+    ``guards`` and ``budget_margin_ms`` (the default budget's margin below the tightest decode
+    deadline, default 5 ms as ``slo_aware``'s ``safety_margin_ms``).
     """
 
     def __init__(
@@ -180,6 +184,7 @@ class LLMComposeEnv(LLMServingEnv):
         chunk_ladder: Sequence[int] = DEFAULT_CHUNK_LADDER,
         hold_s: Sequence[float] | None = None,
         guards: bool = True,
+        budget_margin_ms: float = DEFAULT_BUDGET_MARGIN_MS,
         **options: Any,
     ) -> None:
         super().__init__(config, num_slots=num_slots, chunk_ladder=chunk_ladder, **options)
@@ -187,8 +192,12 @@ class LLMComposeEnv(LLMServingEnv):
         if not isinstance(guards, bool):
             raise ValueError(f"guards = {guards!r}: must be True or False")
         self.guards = guards
+        if (isinstance(budget_margin_ms, bool) or not isinstance(budget_margin_ms, (int, float))
+                or not 0.0 <= budget_margin_ms < math.inf):
+            raise ValueError(f"budget_margin_ms = {budget_margin_ms!r}: must be a number >= 0")
+        self.budget_margin_ms = float(budget_margin_ms)
         self.hold_s = holds = hold_ladder(cfg, hold_s)
-        kit = self.kit = ComposeKit(cfg, self.observer, holds, guards)
+        kit = self.kit = ComposeKit(cfg, self.observer, holds, guards, self.budget_margin_ms)
         self.layout = kit.layout
         self.action_space = spaces.Discrete(self.layout.size)
         self.num_global = kit.num_global

@@ -18,7 +18,8 @@ from llm_serving_env.env.observation import Observer
 from llm_serving_env.hardware.service import ServiceModel
 from llm_serving_env.sim.scheduler import DecisionView
 
-__all__ = ["CANDIDATE_FEATURES", "DECODE_FEATURES", "STATE_FEATURES", "ComposeKit"]
+__all__ = ["CANDIDATE_FEATURES", "DECODE_FEATURES", "DEFAULT_BUDGET_MARGIN_MS",
+           "STATE_FEATURES", "ComposeKit"]
 
 #: Compose-state features, in order (after the 16 global features of v0).
 STATE_FEATURES = (
@@ -34,6 +35,10 @@ CANDIDATE_FEATURES = ("occupied", "remaining_prompt", "chunk", "age", "resident"
 DECODE_FEATURES = ("occupied", "in_batch", "since_last_token", "slack", "generated",
                    "predicted_remaining", "age", "tbt_objective")
 _INF = math.inf
+#: The default budget's margin below the tightest decode deadline, ms: slo_aware's default
+#: ``safety_margin_ms``, so that the default batch's budget is slo_aware's on deterministic
+#: service and a cloned rule rarely has to move it.
+DEFAULT_BUDGET_MARGIN_MS = 5.0
 
 
 class ComposeKit:
@@ -44,13 +49,16 @@ class ComposeKit:
         observer: v0's observer (its global features and scales are reused).
         hold_s: the timed-hold ladder, seconds.
         guards: the training guards (see the env docstring).
+        budget_margin_ms: slack the default (deadline) budget keeps below the tightest decode
+            deadline, ms.
     """
 
     def __init__(self, config: SimConfig, observer: Observer, hold_s: np.ndarray,
-                 guards: bool) -> None:
+                 guards: bool, budget_margin_ms: float = DEFAULT_BUDGET_MARGIN_MS) -> None:
         self.observer = observer
         self.hold_s = hold_s
         self.guards = guards
+        self.margin_s = float(budget_margin_ms) / 1000.0
         n = self.num_slots = observer.num_slots
         self.max_batch_tokens = k = int(config.gpus.max_batch_tokens)
         self.max_batch_requests = int(config.gpus.max_batch_requests)
@@ -84,7 +92,7 @@ class ComposeKit:
         """The decision's composition state, starting from the default batch."""
         mean_s, table = self._models[view.role]
         return Composer(view, self.layout, self.hold_s, self._prefill_model.mean_s, mean_s,
-                        table, self._slo_tbt_s, self.guards, event_pending)
+                        table, self._slo_tbt_s, self.guards, event_pending, self.margin_s)
 
     def observe(self, c: Composer | None, globals_: np.ndarray, micro: int) -> np.ndarray:
         """The observation, float32 (size,): ``globals_`` (the v0 global features of the
