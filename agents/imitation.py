@@ -10,6 +10,11 @@ DQfD's demonstrations do; PPO then only has to find where deviating pays.
   same guards, training seeds), recording each micro-step's observation, action mask, action
   and discounted return ``G_t = r_t + g_t G_{t+1}`` (``g_t = gamma_per_s ** dt_t``, the
   discount PPO uses with ``--gamma-per-s``; else the per-step ``gamma``).
+* :func:`collect_on_learner` is DAgger's step (Ross, Gordon and Bagnell, AISTATS 2011): the
+  clone runs, and at every decision the expert labels the state the clone reached with the
+  micro-steps it would take from there. A clone trained on the expert's states alone drifts
+  into states the expert never visits and has no label for; aggregating these labels and
+  refitting (``dagger_rounds`` in ``train``) teaches it to recover.
 * :func:`clone` fits the policy by maximum likelihood of the expert's actions under the mask
   (cross-entropy over the allowed micro-actions) and the critic to the returns (squared
   error), so PPO's first advantages are not those of a random critic. It reports the
@@ -30,9 +35,23 @@ import numpy as np
 from agents.actions import make_env
 from llm_serving_env.config.sim_config import SimConfig
 from llm_serving_env.env.baseline_agent import BaselineAgent
-from llm_serving_env.sim.scheduler import Scheduler
+from llm_serving_env.env.compose_env import hold_ladder
+from llm_serving_env.env.compose_observation import DEFAULT_BUDGET_MARGIN_MS, ComposeKit
+from llm_serving_env.env.native_encoder import CommandEncoder, NotExpressible
+from llm_serving_env.env.serving_env import make_observer
+from llm_serving_env.sim.batch import Batch, Wait
+from llm_serving_env.sim.scheduler import (
+    DecisionView,
+    Scheduler,
+    WorkloadLimits,
+    make_scheduler,
+)
+from llm_serving_env.sim.simulate import simulate
 
-__all__ = ["Demonstrations", "clone", "collect_demonstrations"]
+#: Micro-steps after which a learner that never ends a decision is stopped.
+MAX_MICRO_STEPS = 100_000
+
+__all__ = ["Demonstrations", "clone", "collect_demonstrations", "collect_on_learner", "merge"]
 
 
 @dataclass(frozen=True)
@@ -144,7 +163,10 @@ def clone(model: Any, demos: Demonstrations, *, epochs: int = 10, batch_size: in
     masks = torch.as_tensor(demos.masks)
     actions = torch.as_tensor(demos.actions)
     returns = torch.as_tensor(demos.returns, dtype=torch.float32)
-    value_scale = float(np.var(demos.returns[train_idx])) or 1.0
+    known = demos.returns[train_idx]
+    known = known[np.isfinite(known)]  # DAgger's states have no return
+    value_scale = float(np.var(known)) if known.size > 1 else 1.0
+    value_scale = value_scale or 1.0
     optimizer = torch.optim.Adam(policy.parameters(), lr=learning_rate)
     rng = np.random.default_rng(seed)
     bar = None
@@ -159,8 +181,13 @@ def clone(model: Any, demos: Demonstrations, *, epochs: int = 10, batch_size: in
             idx = torch.as_tensor(order[start: start + batch_size])
             values, log_prob, _ = policy.evaluate_actions(obs[idx], actions[idx],
                                                           action_masks=masks[idx])
-            value_loss = torch.nn.functional.mse_loss(values.flatten(), returns[idx])
-            loss = -log_prob.mean() + value_coef * value_loss / value_scale
+            target = returns[idx]
+            finite = torch.isfinite(target)
+            loss = -log_prob.mean()
+            if bool(finite.any()):
+                value_loss = torch.nn.functional.mse_loss(values.flatten()[finite],
+                                                          target[finite])
+                loss = loss + value_coef * value_loss / value_scale
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -172,16 +199,19 @@ def clone(model: Any, demos: Demonstrations, *, epochs: int = 10, batch_size: in
 
     def accuracy(index: np.ndarray) -> tuple[float, float]:
         hits, sq, var = 0, 0.0, 0.0
-        mean = float(returns[index].mean()) if index.size else 0.0
+        finite_index = index[np.isfinite(demos.returns[index])]
+        mean = float(demos.returns[finite_index].mean()) if finite_index.size else 0.0
         with torch.no_grad():
             for start in range(0, index.size, 4096):
                 idx = torch.as_tensor(index[start: start + 4096])
                 dist = policy.get_distribution(obs[idx], action_masks=masks[idx].numpy())
                 best = dist.distribution.probs.argmax(dim=1)
                 hits += int((best == actions[idx]).sum())
+                target = returns[idx]
+                finite = torch.isfinite(target)
                 v = policy.predict_values(obs[idx]).flatten()
-                sq += float(((v - returns[idx]) ** 2).sum())
-                var += float(((returns[idx] - mean) ** 2).sum())
+                sq += float(((v - target)[finite] ** 2).sum())
+                var += float(((target[finite] - mean) ** 2).sum())
         return hits / max(index.size, 1), (1.0 - sq / var) if var > 0 else float("nan")
 
     held_idx = np.flatnonzero(held)
@@ -191,3 +221,118 @@ def clone(model: Any, demos: Demonstrations, *, epochs: int = 10, batch_size: in
             "expert_slo_attainment": float(np.mean(demos.slo_attainment)), "epochs": epochs,
             "learning_rate": learning_rate, "accuracy": val_acc, "train_accuracy": train_acc,
             "value_r2": val_r2}
+
+
+class _DaggerScheduler(Scheduler):
+    """Runs the learner (its deterministic micro-steps) and records, at every decision, the
+    expert's micro-steps from the same state (DAgger: the expert labels the states the learner
+    visits). With probability ``beta`` the expert's command runs instead."""
+
+    name = "dagger"
+
+    def __init__(self, network: Any, expert: Scheduler, sim_config: SimConfig,
+                 spec: Mapping[str, Any], beta: float, rng: np.random.Generator) -> None:
+        super().__init__(None, sim_config)
+        options = dict(spec.get("env_options") or {})
+        self.network = network
+        self.expert = expert
+        self.observer = make_observer(
+            sim_config, **{k: options[k] for k in ("num_slots", "chunk_ladder") if k in options})
+        self.kit = ComposeKit(sim_config, self.observer,
+                              hold_ladder(sim_config, options.get("hold_s")),
+                              bool(options.get("guards", True)),
+                              float(options.get("budget_margin_ms", DEFAULT_BUDGET_MARGIN_MS)))
+        self.beta = beta
+        self.coin = rng
+        self.observations: list[np.ndarray] = []
+        self.masks: list[np.ndarray] = []
+        self.actions: list[int] = []
+        self.skipped = 0  # decisions whose expert command the env's guards forbid
+
+    def check_feasible(self, limits: WorkloadLimits) -> None:
+        self.expert.check_feasible(limits)
+
+    def reset(self, rng: np.random.Generator) -> None:
+        super().reset(rng)
+        self.observer.reset()
+        self.expert.reset(rng)
+
+    def schedule(self, view: DecisionView) -> Batch | Wait:
+        import torch
+
+        context = self.observer.observe(view)[: self.kit.num_global]
+        command = self.expert.schedule(view)
+        composer = self.kit.composer(view, view.event_pending)
+        rows: list[tuple[np.ndarray, np.ndarray, int]] = []
+        try:
+            encoder = CommandEncoder(composer, command)
+            micro = 0
+            while True:
+                obs = self.kit.observe(composer, context, micro)
+                mask = composer.mask()
+                action = int(encoder.next_action())
+                rows.append((obs, mask, action))
+                micro += 1
+                if composer.apply(action) is not None:
+                    break
+        except NotExpressible:
+            self.skipped += 1
+            rows = []
+        for obs, mask, action in rows:
+            self.observations.append(obs)
+            self.masks.append(mask)
+            self.actions.append(action)
+        if self.coin.random() < self.beta:
+            return command
+        composer = self.kit.composer(view, view.event_pending)
+        for micro in range(MAX_MICRO_STEPS):
+            obs = self.kit.observe(composer, context, micro)
+            with torch.no_grad():
+                logits = self.network.forward_actor(torch.as_tensor(obs[None, :]))[0].numpy()
+            out = composer.apply(int(np.argmax(np.where(composer.mask(), logits, -np.inf))))
+            if out is not None:
+                return out
+        raise RuntimeError(f"the learner did not end the decision at t={view.now_s:.6f}s "
+                           f"within {MAX_MICRO_STEPS:,} micro-steps")
+
+
+def collect_on_learner(model: Any, config: SimConfig, spec: Mapping[str, Any],
+                       expert: str | Scheduler, seeds: list[int], *, beta: float = 0.0,
+                       seed: int = 0) -> tuple[Demonstrations, int]:
+    """DAgger's data: run the learner (``model``, a MaskablePPO with a compose policy) as a
+    plain scheduler for one episode per seed, the expert's command replacing its own with
+    probability ``beta``, and label every decision's state with the expert's micro-steps.
+
+    Returns the demonstrations (returns are NaN: no critic target off the expert's own
+    trajectory) and the number of decisions skipped because the env's guards forbid the
+    expert's command there.
+    """
+    name = expert if isinstance(expert, str) else expert.name
+    rule = make_scheduler(config, expert) if isinstance(expert, str) else expert
+    dagger = _DaggerScheduler(model.policy.mlp_extractor, rule, config, spec, beta,
+                              np.random.default_rng(seed))
+    model.policy.set_training_mode(False)
+    episode: list[np.ndarray] = []
+    attainment: list[float] = []
+    for k, s in enumerate(seeds):
+        before = len(dagger.actions)
+        result = simulate(config, dagger, seed=int(s))
+        episode.append(np.full(len(dagger.actions) - before, k, dtype=np.int64))
+        attainment.append(float(result.summary().get("slo_attainment", np.nan)))
+    n = len(dagger.actions)
+    return (Demonstrations(np.stack(dagger.observations).astype(np.float32),
+                           np.stack(dagger.masks).astype(bool),
+                           np.asarray(dagger.actions, dtype=np.int64), np.full(n, np.nan),
+                           np.concatenate(episode), name, np.asarray(attainment)),
+            dagger.skipped)
+
+
+def merge(a: Demonstrations, b: Demonstrations) -> Demonstrations:
+    """``a`` then ``b`` (``b``'s episodes renumbered after ``a``'s)."""
+    offset = int(a.episode.max()) + 1 if len(a) else 0
+    return Demonstrations(np.concatenate((a.observations, b.observations)),
+                          np.concatenate((a.masks, b.masks)),
+                          np.concatenate((a.actions, b.actions)),
+                          np.concatenate((a.returns, b.returns)),
+                          np.concatenate((a.episode, b.episode + offset)), a.expert,
+                          np.concatenate((a.slo_attainment, b.slo_attainment)))

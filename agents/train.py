@@ -174,6 +174,7 @@ def train(
     bc_expert: str | Scheduler | None = None,
     bc_episodes: int = 20,
     bc_epochs: int = 10,
+    dagger_rounds: int = 0,
     config_source: str | None = None,
     overrides: Sequence[str] = (),
     command: str | None = None,
@@ -185,7 +186,9 @@ def train(
     simulated second instead of PPO's per-step ``gamma`` (:mod:`agents.discount`).
     ``bc_expert``: first clone that scheduler's native actions (:mod:`agents.imitation`, compose
     action space only) over ``bc_episodes`` training episodes for ``bc_epochs`` epochs; then PPO
-    runs ``timesteps`` steps (0 = the cloned policy alone).
+    runs ``timesteps`` steps (0 = the cloned policy alone). ``dagger_rounds``: after cloning,
+    that many DAgger rounds, each running the clone on ``max(2, bc_episodes // 4)`` new
+    training episodes with the expert labelling its states, then refitting on everything.
     """
     import torch
     from stable_baselines3.common.vec_env import DummyVecEnv, VecMonitor
@@ -251,13 +254,28 @@ def train(
     cloning: dict[str, Any] | None = None
     t0 = time.perf_counter()
     if bc_expert is not None:
-        from agents.imitation import clone, collect_demonstrations
+        from agents.imitation import clone, collect_demonstrations, collect_on_learner, merge
 
+        per_round = max(2, bc_episodes // 4)
         seeds = np.random.default_rng(seed).choice(  # training seeds: evaluation's stay held out
-            np.arange(*TRAIN_SEED_RANGE), size=bc_episodes, replace=False).tolist()
-        demos = collect_demonstrations(ep_cfg, spec, bc_expert, seeds, gamma_per_s=gamma_per_s,
-                                       gamma=float(params["gamma"]), progress=progress)
+            np.arange(*TRAIN_SEED_RANGE), size=bc_episodes + dagger_rounds * per_round,
+            replace=False).tolist()
+        demos = collect_demonstrations(ep_cfg, spec, bc_expert, seeds[:bc_episodes],
+                                       gamma_per_s=gamma_per_s, gamma=float(params["gamma"]),
+                                       progress=progress)
         cloning = clone(model, demos, epochs=bc_epochs, seed=seed, progress=progress)
+        rounds = []
+        for r in range(dagger_rounds):
+            start = bc_episodes + r * per_round
+            extra, skipped = collect_on_learner(model, ep_cfg, spec, bc_expert,
+                                                seeds[start: start + per_round], seed=seed + r)
+            demos = merge(demos, extra)
+            fit = clone(model, demos, epochs=max(1, bc_epochs // 2), seed=seed + r + 1,
+                        progress=progress)
+            rounds.append({"learner_slo_attainment": float(np.mean(extra.slo_attainment)),
+                           "labelled_micro_steps": len(extra), "skipped_decisions": skipped,
+                           "accuracy": fit["accuracy"]})
+        cloning["dagger_rounds"] = rounds
         cloning["seeds"] = seeds
         cloning["wall_time_s"] = round(time.perf_counter() - t0, 1)
     curve_file = curve_path(out)
@@ -330,6 +348,7 @@ def command_line(args: Any) -> str:
         parts += ["--gamma-per-s", f"{args.gamma_per_s:g}"]
     if getattr(args, "bc_expert", None) is not None:
         parts += ["--bc-expert", args.bc_expert, "--bc-episodes", str(args.bc_episodes),
-                  "--bc-epochs", str(args.bc_epochs)]
+                  "--bc-epochs", str(args.bc_epochs), "--dagger-rounds",
+                  str(args.dagger_rounds)]
     parts += ["--out", str(args.out)]
     return " ".join(shlex.quote(p) for p in parts)

@@ -517,6 +517,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         hyper[key.strip()] = _parse_value(value.strip())
     if args.timesteps == 0 and args.bc_expert is None:
         raise CliError("--timesteps 0: must be >= 1 (0 is allowed only with --bc-expert)")
+    if args.dagger_rounds and args.bc_expert is None:
+        raise CliError(f"--dagger-rounds {args.dagger_rounds}: needs --bc-expert (the expert "
+                       "labels the clone's states)")
     if args.bc_expert is not None:
         if args.action_space != "compose" or args.algo != "maskable_ppo":
             raise CliError(f"--bc-expert {args.bc_expert}: behaviour cloning needs "
@@ -535,6 +538,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                      tensorboard=args.tensorboard, progress=not args.no_progress,
                      gamma_per_s=args.gamma_per_s, bc_expert=args.bc_expert,
                      bc_episodes=args.bc_episodes, bc_epochs=args.bc_epochs,
+                     dagger_rounds=args.dagger_rounds,
                      config_source=args.config, overrides=args.set,
                      command=command_line(args))
     except (ValueError, TypeError) as exc:
@@ -753,6 +757,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "out to measure the clone's accuracy)")
     p.add_argument("--bc-epochs", type=_int_at_least(1), default=10, metavar="N",
                    help="passes over the demonstrations")
+    p.add_argument("--dagger-rounds", type=_int_at_least(0), default=0, metavar="N",
+                   help="after cloning, N DAgger rounds: the clone runs, the expert labels "
+                        "the states it reaches, and the policy is refitted on all labels")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
 

@@ -83,6 +83,8 @@ def one_error_line(capsys) -> str:
         (["train", "--config", "default", "--out", "m.zip", "--bc-expert", "hybird",
           "--algo", "maskable_ppo", "--action-space", "compose"],
          ["hybird", "did you mean 'hybrid'"]),
+        (["train", "--config", "default", "--out", "m.zip", "--dagger-rounds", "2"],
+         ["--dagger-rounds", "--bc-expert"]),
     ],
 )
 def test_mistakes_are_one_line_and_exit_2_before_any_run(argv, expected, capsys, no_runs,

@@ -148,7 +148,7 @@ def test_maskable_ppo_learns_shortest_first_on_the_composition_action(tmp_path):
 
 def test_behaviour_cloning_reproduces_each_experts_closed_form(tmp_path):
     """Cloning a rule's native actions (agents.imitation: 4 demonstration episodes of 300
-    requests, 30 epochs, no PPO step) gives that rule's performance, judged by the closed
+    requests, 30 epochs, one DAgger round of 2 episodes, no PPO step) gives that rule's performance, judged by the closed
     forms, not by the fit: the clone of the hand-written shortest-first scheduler lies within
     MARGIN of Cobham's optimum (allowing for its own 95% interval), and the clone of FCFS
     (request_level) matches Pollaczek-Khinchine within its 95% interval and misses that margin.
@@ -164,9 +164,11 @@ def test_behaviour_cloning_reproduces_each_experts_closed_form(tmp_path):
         train(two_class_config(300, 0), out, algo="maskable_ppo", action_space="compose",
               timesteps=0, seed=0, episode_requests=None, reward="latency",
               env_options={"hold_s": [], "reward_scale": 0.1}, bc_expert=expert,
-              bc_episodes=4, bc_epochs=30, progress=False)
+              bc_episodes=4, bc_epochs=30, dagger_rounds=1, progress=False)
         cloning = json.loads(sidecar_path(out).read_text())["behaviour_cloning"]
         assert cloning["episodes"] == 4 and 0.0 <= cloning["accuracy"] <= 1.0
+        (dagger,) = cloning["dagger_rounds"]  # the clone ran 2 episodes, the expert labelled
+        assert dagger["labelled_micro_steps"] >= 2 * 300 and dagger["skipped_decisions"] == 0
         agent = TrainedModel(out)
         results[name] = mean_and_halfwidth(
             [agent.run(EVAL, seed=s).summary()["e2e_mean_s"] for s in EVAL_SEEDS])
