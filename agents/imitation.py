@@ -20,8 +20,9 @@ DQfD's demonstrations do; PPO then only has to find where deviating pays.
   error), so PPO's first advantages are not those of a random critic. It reports the
   micro-action accuracy on held-out episodes.
 
-The expert must be expressible in the env: with the env's guards on, a rule that the guards
-forbid (for example admitting past the KV reserve) raises ``NotExpressible`` naming the option.
+With the env's guards on, some of a rule's batches may be forbidden (``slo_triage`` on
+``kv_pressure`` admits past the KV reserve the guards keep): such a decision runs the rule's
+batch as it is (a ``Batch`` step) and is left unlabelled; the count is reported.
 """
 
 from __future__ import annotations
@@ -66,6 +67,8 @@ class Demonstrations:
         episode: int64 ``(T,)``, index of the episode each step belongs to.
         expert: the scheduler's name.
         slo_attainment: float64 ``(episodes,)``, each episode's SLO attainment.
+        unlabelled_decisions: decisions whose expert batch the env's guards forbid: the
+            expert's batch ran (as a ``Batch`` step) but taught nothing.
     """
 
     observations: np.ndarray
@@ -75,6 +78,7 @@ class Demonstrations:
     episode: np.ndarray
     expert: str
     slo_attainment: np.ndarray
+    unlabelled_decisions: int = 0
 
     def __len__(self) -> int:
         return int(self.actions.shape[0])
@@ -99,6 +103,7 @@ def collect_demonstrations(config: SimConfig, spec: Mapping[str, Any],
     returns: list[np.ndarray] = []
     episode: list[np.ndarray] = []
     attainment: list[float] = []
+    skipped = 0
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -106,29 +111,44 @@ def collect_demonstrations(config: SimConfig, spec: Mapping[str, Any],
         bar = tqdm(total=len(seeds), desc=f"demonstrations of {name}", unit="episode")
     for k, seed in enumerate(seeds):
         obs, _ = env.reset(seed=int(seed))
+        ep_obs: list[np.ndarray] = []
+        ep_masks: list[np.ndarray] = []
+        ep_actions: list[int] = []  # -1: a step of a decision the guards kept from labelling
         rewards: list[float] = []
         discounts: list[float] = []
+        decision_start = 0
         done = False
         while not done:
             mask = base.action_masks()
-            action = int(agent.act(env))
-            obs_rows.append(np.asarray(obs, dtype=np.float32))
-            mask_rows.append(mask)
-            actions.append(action)
+            try:
+                action: int | Batch | Wait = int(agent.act(env))
+            except NotExpressible:  # the guards forbid the expert's batch: run it unlabelled
+                ep_actions[decision_start:] = [-1] * (len(ep_actions) - decision_start)
+                action = agent.command
+                skipped += 1
+            ep_obs.append(np.asarray(obs, dtype=np.float32))
+            ep_masks.append(mask)
+            ep_actions.append(action if isinstance(action, int) else -1)
             obs, reward, terminated, truncated, info = env.step(action)
             if info.get("masked"):
                 raise RuntimeError(f"expert {name!r} played a masked action at seed {seed}")
             rewards.append(float(reward))
             discounts.append(gamma_per_s ** float(info["dt_s"]) if gamma_per_s is not None
                              else gamma)
+            if info.get("decided"):
+                decision_start = len(ep_actions)
             done = terminated or truncated
         g = np.empty(len(rewards))
         acc = 0.0
         for t in range(len(rewards) - 1, -1, -1):  # the episode terminates: no bootstrap
             acc = rewards[t] + discounts[t] * acc
             g[t] = acc
-        returns.append(g)
-        episode.append(np.full(len(rewards), k, dtype=np.int64))
+        keep = np.asarray(ep_actions) >= 0
+        obs_rows += [row for row, kept in zip(ep_obs, keep, strict=True) if kept]
+        mask_rows += [row for row, kept in zip(ep_masks, keep, strict=True) if kept]
+        actions += [a for a in ep_actions if a >= 0]
+        returns.append(g[keep])
+        episode.append(np.full(int(keep.sum()), k, dtype=np.int64))
         attainment.append(float(base.result().summary().get("slo_attainment", np.nan)))
         if bar is not None:
             bar.update(1)
@@ -136,7 +156,7 @@ def collect_demonstrations(config: SimConfig, spec: Mapping[str, Any],
         bar.close()
     return Demonstrations(np.stack(obs_rows), np.stack(mask_rows).astype(bool),
                           np.asarray(actions, dtype=np.int64), np.concatenate(returns),
-                          np.concatenate(episode), name, np.asarray(attainment))
+                          np.concatenate(episode), name, np.asarray(attainment), skipped)
 
 
 def clone(model: Any, demos: Demonstrations, *, epochs: int = 10, batch_size: int = 128,
@@ -218,6 +238,7 @@ def clone(model: Any, demos: Demonstrations, *, epochs: int = 10, batch_size: in
     val_acc, val_r2 = accuracy(held_idx)
     train_acc, _ = accuracy(train_idx[rng.permutation(train_idx.size)[:20_000]])
     return {"expert": demos.expert, "episodes": episodes, "micro_steps": len(demos),
+            "unlabelled_decisions": demos.unlabelled_decisions,
             "expert_slo_attainment": float(np.mean(demos.slo_attainment)), "epochs": epochs,
             "learning_rate": learning_rate, "accuracy": val_acc, "train_accuracy": train_acc,
             "value_r2": val_r2}
@@ -323,7 +344,8 @@ def collect_on_learner(model: Any, config: SimConfig, spec: Mapping[str, Any],
     return (Demonstrations(np.stack(dagger.observations).astype(np.float32),
                            np.stack(dagger.masks).astype(bool),
                            np.asarray(dagger.actions, dtype=np.int64), np.full(n, np.nan),
-                           np.concatenate(episode), name, np.asarray(attainment)),
+                           np.concatenate(episode), name, np.asarray(attainment),
+                           dagger.skipped),
             dagger.skipped)
 
 
@@ -335,4 +357,5 @@ def merge(a: Demonstrations, b: Demonstrations) -> Demonstrations:
                           np.concatenate((a.actions, b.actions)),
                           np.concatenate((a.returns, b.returns)),
                           np.concatenate((a.episode, b.episode + offset)), a.expert,
-                          np.concatenate((a.slo_attainment, b.slo_attainment)))
+                          np.concatenate((a.slo_attainment, b.slo_attainment)),
+                          a.unlabelled_decisions + b.unlabelled_decisions)

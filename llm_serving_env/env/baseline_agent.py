@@ -35,6 +35,7 @@ class BaselineAgent:
         self._encoder: CommandEncoder | None = None
         self._encoded: object | None = None
         self.scheduler: Scheduler | None = None
+        self.command: Batch | Wait | None = None  # (native) the current decision's answer
         self._episode: tuple[int, int] | None = None
 
     def act(self, env: gym.Env | None = None) -> Batch | Wait | int:
@@ -63,7 +64,8 @@ class BaselineAgent:
             raise ValueError("BaselineAgent(native=True) acts on LLMServing-v1 (LLMComposeEnv)")
         if composer is not self._encoded:  # a new decision point: ask the scheduler once
             self._encoded = composer
-            self._encoder = CommandEncoder(composer, self.scheduler.schedule(view))
+            self.command = self.scheduler.schedule(view)
+            self._encoder = CommandEncoder(composer, self.command)
         return self._encoder.next_action()
 
     __call__ = act
