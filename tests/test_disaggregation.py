@@ -119,6 +119,41 @@ def test_invariants_hold_when_disaggregated(scenario):
     check_invariants(*scenario)
 
 
+@pytest.mark.parametrize("policy", ["hybrid", "slo_triage", "request_level"])
+def test_kv_stays_counted_until_a_small_decode_pool_admits_it(policy):
+    """Every GPU holds the KV of at most two requests (their peak, 4 blocks each). Landed
+    requests wait at a decode GPU until it has room, and until then their blocks stay on
+    the prefill GPU: after every decision each GPU's used blocks are at most its capacity and
+    equal the blocks of the requests it holds, and the prefill GPU feels the decode GPUs'
+    limit (at most two requests ever wait). The previous engine freed the prefill GPU's
+    blocks when a transfer landed, so the waiting requests' KV counted nowhere (this test
+    failed on it: GPU 0 used 4 blocks while its requests held 2)."""
+    cfg = make_config(**{
+        "num_requests": 80, "warmup_requests": 0, "workload.arrival.rate_per_s": 40.0,
+        "workload.prompt_tokens": {"dist": "uniform", "low": 20, "high": 40},
+        "workload.output_tokens": {"dist": "geometric", "mean": 10.0, "max": 24},
+        "gpus.count": 3, "gpus.kv_capacity_tokens": 128, "gpus.kv_block_tokens": 16,
+        "gpus.max_batch_tokens": 256, "scheduler.token_budget": 256,
+        "slo": {"ttft_ms": 2000, "tbt_ms": 500},
+        "disaggregation": {"prefill": {"count": 1}, "decode": {"count": 2},
+                           "kv_bytes_per_token": 1e5, "bandwidth_gb_per_s": 10.0}})
+    sim = lse.Simulator(cfg, seed=1)
+    sim.reset()
+    sched = lse.make_scheduler(cfg, policy)
+    sched.reset(sim.policy_rng)
+    waiting_max = 0
+    while (view := sim.next_decision()) is not None:
+        sim.execute(sched.schedule(view))
+        waiting_max = max(waiting_max, max(len(q) for q in sim.handoff))
+        held = np.where(sim._kv_source >= 0, sim._kv_source, sim.gpu_of)
+        assert sim.kv_used_blocks == [int(sim.kv_blocks[held == g].sum()) for g in range(3)]
+        assert max(sim.kv_used_blocks) <= sim.kv_capacity_blocks
+    assert (sim.generated == sim.output).all()
+    # the prefill GPU holds at most 8 blocks (two requests): no more than 2 ever wait
+    assert 0 < waiting_max <= 2
+    check_invariants(cfg, policy, seed=1)
+
+
 def test_disaggregation_lowers_tbt_at_equal_gpu_count_for_a_prefill_heavy_load():
     """DistServe's qualitative result (Zhong et al., OSDI 2024) on configs/distserve.yaml:
     on 4 GPUs, 2 prefill + 2 decode GPUs give a lower mean TBT than 4 colocated GPUs under

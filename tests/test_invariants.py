@@ -69,12 +69,14 @@ def run_and_record(cfg, policy, seed):
                 executed.append((view.gpu, view.now_s, ran))
         if capacity is not None:
             assert max(sim.kv_used_blocks) <= capacity
-            # blocks are held by requests bound to the GPU or moving away from it
-            holder = sim.gpu_of.copy()
-            for _, _, r, src, _ in sim._transfers:
-                holder[r] = src
+            # blocks are held by requests bound to the GPU, or by requests whose KV left it
+            # (moving to a decode GPU, or landed there and waiting for room) until admitted
+            holder = np.where(sim._kv_source >= 0, sim._kv_source, sim.gpu_of)
+            moving = [r for _, _, r, _, _ in sim._transfers]
+            assert (sim._kv_source[moving] >= 0).all()
             assert sim.kv_used_blocks == [int(sim.kv_blocks[holder == g].sum())
                                           for g in range(sim.num_gpus)]
+            assert sum(sim.kv_used_blocks) == int(sim.kv_blocks.sum())
     assert (sim.generated == sim.output).all()
     assert (sim.outstanding == 0).all()  # routing bookkeeping balances
     assert (sim.outstanding_tokens == 0).all()

@@ -148,12 +148,13 @@ def test_maskable_ppo_learns_shortest_first_on_the_composition_action(tmp_path):
 
 def test_behaviour_cloning_reproduces_each_experts_closed_form(tmp_path):
     """Cloning a rule's native actions (agents.imitation: 4 demonstration episodes of 300
-    requests, 30 epochs, one DAgger round of 2 episodes, no PPO step) gives that rule's performance, judged by the closed
-    forms, not by the fit: the clone of the hand-written shortest-first scheduler lies within
-    MARGIN of Cobham's optimum (allowing for its own 95% interval), and the clone of FCFS
-    (request_level) matches Pollaczek-Khinchine within its 95% interval and misses that margin.
-    A cloner that ignored its expert could not pass both. Measured: 0.1822 +- 0.0363 s
-    (optimum 0.1722 s) and 0.2562 +- 0.0631 s (FCFS 0.2358 s)."""
+    requests, 30 epochs, one DAgger round of 2 episodes, no PPO step) gives that rule's
+    performance, judged by the closed forms, not by the fit: the clone of the hand-written
+    shortest-first scheduler lies within MARGIN of Cobham's optimum (allowing for its own 95%
+    interval), and the clone of FCFS (request_level) matches Pollaczek-Khinchine within its
+    95% interval and misses that margin. A cloner that ignored its expert could not pass
+    both. Measured: 0.1822 +- 0.0363 s (optimum 0.1722 s) and 0.2562 +- 0.0631 s (FCFS
+    0.2358 s)."""
     from agents.policy import TrainedModel
     from agents.train import sidecar_path, train
 

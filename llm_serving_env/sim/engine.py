@@ -277,6 +277,9 @@ class Simulator:
             self._charged = np.zeros(n, dtype=np.int64)
         self.kv_used_blocks = [0] * g
         self.handoff: list[list[int]] = [[] for _ in range(g)]  # arrived at a decode GPU, FIFO
+        # the prefill GPU whose blocks hold a request's KV from its transfer until a decode
+        # GPU admits it (-1 otherwise): KV that moves stays counted where it is
+        self._kv_source = np.full(n, -1, dtype=np.int64)
         self._reset_transfers()
         self.num_finished = 0
         self.num_finished_measured = 0  # of them, requests after the warm-up
@@ -700,6 +703,7 @@ class Simulator:
                 link = self._links[key] = _Link(self._link_bytes_per_s)
             link.advance(t)
         latency = self._link_latency_s
+        self._kv_source[ids] = src
         for r, nbytes in zip(ids.tolist(), sizes, strict=True):
             dst = pool[int(np.argmin(self.outstanding[pool]))]
             self.outstanding[dst] += 1
@@ -720,8 +724,8 @@ class Simulator:
         self._transfers = sorted(self._transfer_entry.values())  # a sorted list is a heap
 
     def _land_transfers(self, t: float) -> None:
-        """KV transfers that end at ``t``: free the source's KV, queue at the destination,
-        record the transfer."""
+        """KV transfers that end at ``t``: queue at the destination (the source keeps the KV
+        blocks until the destination admits the request), record the transfer."""
         landed = set()
         log = self._transfer_log
         while self._transfers and self._transfers[0][0] == t:
@@ -731,9 +735,6 @@ class Simulator:
             for key, value in (("request", r), ("src", src), ("dst", dst), ("start_s", start),
                                ("end_s", t), ("bytes", nbytes)):
                 log[key].append(value)
-            if self.kv_enabled:
-                self.kv_used_blocks[src] -= int(self.kv_blocks[r])
-                self.kv_blocks[r] = 0
             self.handoff[dst].append(r)
             landed.add(dst)
         for dst in sorted(landed):
@@ -741,7 +742,9 @@ class Simulator:
 
     def _admit_handoffs(self, g: int) -> None:
         """Move requests waiting at decode GPU ``g`` into its decode set, FIFO, while slots and
-        KV blocks allow."""
+        KV blocks allow; each one's blocks move from its prefill GPU to ``g`` as it is
+        admitted (until then they count against the prefill GPU: backpressure, as a decode
+        instance pulling KV only when it has room)."""
         queue = self.handoff[g]
         admitted = []
         resident = self.decoding[g].size
@@ -752,8 +755,10 @@ class Simulator:
                 need = -(-int(self.kv_tokens[r]) // bs)
                 if need > self.kv_capacity_blocks - self.kv_used_blocks[g]:
                     break
+                self.kv_used_blocks[int(self._kv_source[r])] -= int(self.kv_blocks[r])
                 self.kv_blocks[r] = need
                 self.kv_used_blocks[g] += need
+            self._kv_source[r] = -1
             admitted.append(queue.pop(0))
             resident += 1
         if admitted:
