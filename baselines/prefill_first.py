@@ -8,7 +8,8 @@ Rule, for a free GPU::
 
     prefills = waiting requests taken FCFS, whole prompts, while the summed prompt tokens
                <= max_batch_tokens, a slot is free (max_batch_requests) and their KV fits
-               in the free blocks (a prefix: the first one that does not fit stops the scan)
+               in the free blocks less the watermark, ceil(watermark x capacity) blocks
+               (a prefix: the first one that does not fit stops the scan)
     if prefills: run a prefill-only batch of them
     else:        decode every running request once (the oldest max_batch_tokens of them)
 
@@ -18,31 +19,62 @@ slot and KV limits, so decodes always run again eventually. When decodes need KV
 are not free the engine preempts the latest arrivals by recompute; those return to the head
 of the queue and are re-admitted first. A prompt longer than ``max_batch_tokens`` can never be
 admitted (no chunking): that is an error at start.
+
+The watermark is vLLM v0's ``BlockSpaceManager`` watermark (default 0.01 of the blocks, its
+default): admission leaves that many blocks free for the running requests' growth, so a prompt
+is not admitted only to have a running request preempted at its next decode (an idle GPU
+ignores it: there is nothing to protect, and a request needing the whole memory must run).
+Without it (``watermark: 0``), under KV pressure this rule admits and then preempts, over
+and over.
+Parameter: ``watermark`` (share of the GPU's KV blocks, in [0, 1); default 0.01).
 """
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
+
 from baselines.request_level import check_prompts_fit, fcfs_whole_prompts
+from llm_serving_env.schema.fields import ConfigError
 from llm_serving_env.sim.batch import Batch, Wait
 from llm_serving_env.sim.scheduler import (
     DecisionView,
     Scheduler,
     WorkloadLimits,
+    positive_number,
     register_scheduler,
 )
+
+
+@dataclass(frozen=True)
+class PrefillFirstConfig:
+    """watermark: share of the GPU's KV blocks admission keeps free (vLLM v0's, 0.01)."""
+
+    watermark: float = 0.01
+
+    def __post_init__(self) -> None:
+        positive_number("scheduler.watermark", self.watermark, allow_zero=True)
+        if self.watermark >= 1.0:
+            raise ConfigError(f"scheduler.watermark = {self.watermark!r}: must be in [0, 1)")
 
 
 @register_scheduler("prefill_first")
 class PrefillFirstScheduler(Scheduler):
     """vLLM-v0-style prefill-first scheduling (see the module docstring)."""
 
+    Config = PrefillFirstConfig
+
     def check_feasible(self, limits: WorkloadLimits) -> None:
         check_prompts_fit(limits, self.sim_config.gpus, self.name)
 
     def schedule(self, view: DecisionView) -> Batch | Wait:
         if view.waiting.size:
-            batch = fcfs_whole_prompts(view, view.max_batch_tokens,
-                                       view.free_slots)
+            capacity = view.kv_capacity_blocks
+            # nothing running to protect: an idle GPU admits up to its whole memory (a
+            # request that needs it all would otherwise never run)
+            reserve = (0 if capacity == math.inf or view.resident == 0
+                       else math.ceil(self.config.watermark * capacity))
+            batch = fcfs_whole_prompts(view, view.max_batch_tokens, view.free_slots, reserve)
             if batch is not None:
                 return batch
         if view.decoding.size:

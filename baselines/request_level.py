@@ -31,17 +31,19 @@ from llm_serving_env.sim.scheduler import (
 )
 
 
-def fcfs_whole_prompts(view: DecisionView, token_limit: int, slots: int) -> Batch | None:
+def fcfs_whole_prompts(view: DecisionView, token_limit: int, slots: int,
+                       reserve_blocks: float = 0) -> Batch | None:
     """Prefill batch of whole prompts taken FCFS from ``view.waiting`` while the summed prompt
-    tokens stay <= token_limit and at most ``slots`` requests are taken; None if none fits."""
+    tokens stay <= token_limit, at most ``slots`` requests are taken and their KV fits in the
+    free blocks less ``reserve_blocks`` (a watermark); None if none fits."""
     if slots <= 0:
         return None
     head = view.waiting[:slots]
     need = view.remaining_prompt(head)
     fits = np.cumsum(need) <= token_limit
     count = int(fits.size if fits.all() else np.argmin(fits))
-    ids, tokens = view.kv_fit_prefill(head[:count], need[:count], view.kv_free_blocks,
-                                      allow_partial=False)
+    free = max(0.0, view.kv_free_blocks - reserve_blocks)
+    ids, tokens = view.kv_fit_prefill(head[:count], need[:count], free, allow_partial=False)
     if ids.size == 0:
         return None
     return Batch(prefill_ids=ids, prefill_tokens=tokens)

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 import llm_serving_env as lse
 from llm_serving_env.sim.engine import Simulator
-from llm_serving_env.sim.scheduler import make_scheduler, scheduler_class
+from llm_serving_env.sim.scheduler import NoParams, Scheduler, make_scheduler, scheduler_class
 
 # every registered scheduler once (aliases such as "sarathi" and "decode_first" left out)
 POLICIES = tuple(n for n in lse.available_schedulers() if scheduler_class(n).name == n)
@@ -207,3 +207,56 @@ def test_two_policies_with_one_seed_see_identical_requests(scenario):
     np.testing.assert_array_equal(a.arrival_s, b.arrival_s)
     np.testing.assert_array_equal(a.prompt_tokens, b.prompt_tokens)
     np.testing.assert_array_equal(a.output_tokens, b.output_tokens)
+
+
+class KvIgnorant(Scheduler):
+    """Every decode, then chunks FCFS (partial prefills first) up to max_batch_tokens, with no
+    regard for KV memory: the engine's preemption and admission rules must cope."""
+
+    name = "kv_ignorant_test"
+    Config = NoParams
+
+    def schedule(self, view):
+        dec = view.decoding[: view.max_batch_tokens]
+        left = view.max_batch_tokens - dec.size
+        ids, tokens = [], []
+        for r, rem in zip(view.waiting.tolist(), view.remaining_prompt(view.waiting).tolist(),
+                          strict=True):
+            if left <= 0 or (len(ids) >= view.free_slots + view.num_partial):
+                break
+            ids.append(r)
+            tokens.append(min(rem, left))
+            left -= tokens[-1]
+        if not ids and not dec.size:
+            return lse.Wait()
+        return lse.Batch(prefill_ids=np.asarray(ids, dtype=np.int64),
+                         prefill_tokens=np.asarray(tokens, dtype=np.int64), decode_ids=dec)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_chunks_that_do_not_fit_are_preempted_or_cut_not_an_error(seed):
+    """A policy that ignores KV memory: a growing partial prefill that does not fit preempts
+    the latest-arrived residents, a new request's chunk is cut to the free blocks, and the run
+    finishes with the KV accounting balanced after every decision (the engine raised
+    kv_memory on the first such chunk before)."""
+    cfg = make_config(**{
+        "num_requests": 150, "warmup_requests": 0, "workload.arrival.rate_per_s": 30.0,
+        "workload.prompt_tokens": {"dist": "uniform", "low": 30, "high": 120},
+        "workload.output_tokens": {"dist": "geometric", "mean": 8.0, "max": 20},
+        "gpus.kv_capacity_tokens": 160, "gpus.kv_block_tokens": 16,
+        "gpus.max_batch_tokens": 256, "gpus.max_batch_requests": 8})
+    sim = Simulator(cfg, seed=seed)
+    sim.reset()
+    policy = KvIgnorant(NoParams(), cfg)
+    cut = 0
+    while (view := sim.next_decision()) is not None:
+        asked = policy.schedule(view)
+        sim.execute(asked)
+        ran = sim.in_flight[view.gpu]
+        if isinstance(asked, lse.Batch) and ran is not None:
+            cut += int(ran.prefill_tokens.sum()) < int(asked.prefill_tokens.sum())
+        assert max(sim.kv_used_blocks) <= sim.kv_capacity_blocks
+        assert sim.kv_used_blocks == [int(sim.kv_blocks[sim.gpu_of == g].sum())
+                                      for g in range(sim.num_gpus)]
+    assert (sim.generated == sim.output).all()
+    assert sim.preemptions.sum() > 0 and cut > 0

@@ -768,44 +768,79 @@ class Simulator:
 
     # ------------------------------------------------------------------ KV cache
     def _reserve_kv(self, batch: Batch, g: int) -> Batch | None:
-        """Reserve the KV blocks ``batch`` needs on GPU ``g``, preempting if decodes need more.
+        """Reserve the KV blocks ``batch`` needs on GPU ``g``; preempt or shrink if they do not
+        fit. Returns the batch to run (None if nothing of it is left).
 
-        Decodes grow a request's KV by one token; when they need more blocks than are free,
-        the latest-arrived requests resident on the GPU are preempted by recompute (vLLM's
-        policy) until they fit, and leave the batch. Prefill chunks must then fit in what is
-        left (the policy's job: ``view.kv_free_blocks``), else rule ``kv_memory``.
-        Returns the batch to run (None if nothing of it is left).
+        The rule is vLLM's (v1 scheduler): requests already running on the GPU (decodes, and
+        chunks of partially prefilled requests) grow into free blocks, and when those are too
+        few the latest-arrived resident requests are preempted by recompute until the rest
+        fit (a victim leaves the batch; it may be one of the growing requests itself). New
+        requests are admitted only into what is then left: their chunks, in batch order, are
+        cut to the free blocks (the first that does not fit whole is shortened, the rest are
+        dropped and stay queued). If nothing of the batch is left and nothing was preempted,
+        nothing could run: rule ``kv_memory``.
         """
         bs = self.kv_block_tokens
         pids, ptoks, dids = batch.prefill_ids, batch.prefill_tokens, batch.decode_ids
         free = self.kv_capacity_blocks - self.kv_used_blocks[g]
         dec_need = -(-(self.kv_tokens[dids] + 1) // bs) - self.kv_blocks[dids]
-        if int(dec_need.sum()) > free:
+        pre_need = -(-(self.kv_tokens[pids] + ptoks) // bs) - self.kv_blocks[pids]
+        running = self.gpu_of[pids] == g  # partially prefilled here: growing, as decodes
+        if int(dec_need.sum()) + int(pre_need[running].sum()) > free:
             residents = np.concatenate((self.partial[g], self.decoding[g]))
             order = np.sort(residents)[::-1]  # latest arrival first (ids are arrival order)
             victims = []
             for r in order.tolist():
                 victims.append(r)
                 free += int(self.kv_blocks[r])
-                keep = ~np.isin(dids, victims)
-                if int(dec_need[keep].sum()) <= free:
+                keep_d = ~np.isin(dids, victims)
+                keep_r = running & ~np.isin(pids, victims)
+                if int(dec_need[keep_d].sum()) + int(pre_need[keep_r].sum()) <= free:
                     break
             victims_arr = np.asarray(sorted(victims), dtype=np.int64)
             self._preempt(victims_arr, g)
             keep_d = ~np.isin(dids, victims_arr)
             keep_p = ~np.isin(pids, victims_arr)
             dids, dec_need = dids[keep_d], dec_need[keep_d]
-            pids, ptoks = pids[keep_p], ptoks[keep_p]
+            pids, ptoks, pre_need = pids[keep_p], ptoks[keep_p], pre_need[keep_p]
+            running = running[keep_p]
+            free = self.kv_capacity_blocks - self.kv_used_blocks[g]
             if dids.size == 0 and pids.size == 0:
                 return None
+            preempted = True
+        else:
+            preempted = False
+        room = free - int(dec_need.sum()) - int(pre_need[running].sum())
+        new = np.flatnonzero(~running)
+        if new.size and int(pre_need[new].sum()) > room:  # admit new requests into the room
+            ptoks = ptoks.copy()
+            keep = np.ones(pids.size, dtype=bool)
+            for i in new.tolist():
+                if pre_need[i] <= room:
+                    room -= int(pre_need[i])
+                    continue
+                r = int(pids[i])
+                fit = (int(self.kv_blocks[r]) + max(room, 0)) * bs - int(self.kv_tokens[r])
+                if fit > 0:
+                    ptoks[i] = min(int(ptoks[i]), fit)
+                    pre_need[i] = -(-(int(self.kv_tokens[r]) + int(ptoks[i])) // bs) \
+                        - int(self.kv_blocks[r])
+                    room -= int(pre_need[i])
+                else:
+                    keep[i] = False
+                    pre_need[i] = 0
+            pids, ptoks, pre_need = pids[keep], ptoks[keep], pre_need[keep]
+            if dids.size == 0 and pids.size == 0:
+                if preempted:
+                    return None
+                raise SchedulingError(
+                    "kv_memory", f"no chunk of the batch fits in the {free} free KV blocks of "
+                    f"GPU {g} and nothing runs on it to preempt (admit prefills only while "
+                    "they fit in view.kv_free_blocks)")
             batch = Batch(prefill_ids=pids, prefill_tokens=ptoks, decode_ids=dids)
-            free = self.kv_capacity_blocks - self.kv_used_blocks[g]
-        pre_need = -(-(self.kv_tokens[pids] + ptoks) // bs) - self.kv_blocks[pids]
+        elif preempted:
+            batch = Batch(prefill_ids=pids, prefill_tokens=ptoks, decode_ids=dids)
         total = int(dec_need.sum()) + int(pre_need.sum())
-        if total > free:
-            raise SchedulingError(
-                "kv_memory", f"the batch needs {total} KV blocks on GPU {g} but {free} are free "
-                "(admit prefills only while they fit in view.kv_free_blocks)")
         self.kv_blocks[dids] += dec_need
         self.kv_tokens[dids] += 1
         self.kv_blocks[pids] += pre_need
