@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -73,5 +74,43 @@ def learned_scenarios(paths: list[Path]) -> pd.DataFrame:
         if own_new:
             shares.append((float(own["gap_closed_mean"]), float(own["gap_closed_ci95"])))
         row["learned_gap_share"] = shares
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def compose_zoo(zoo_dir: str | os.PathLike[str]) -> pd.DataFrame:
+    """One row per scenario with a compose model (``compose_SCENARIO.zip``, evaluated on its
+    own scenario by ``scripts/compose_zoo.py``): every rule's and the model's mean SLO
+    attainment, the bound, what the best rule leaves to it (bound / best - 1), the model's
+    goodput ratio to the best rule and its share of the gap to the bound (paired, mean and
+    95% half-width over the held-out seeds), and the share of its decisions at which its
+    batch differs from every rule's (``agreement.json``; NaN when absent). Empty without
+    evaluations. Nothing is simulated here."""
+    zoo = Path(zoo_dir)
+    rows = []
+    for path in sorted(zoo.glob("compose_*.eval_*.csv")):
+        scenario = scenario_of(path)
+        if path.name != f"compose_{scenario}.eval_{scenario}.csv":
+            continue  # a model evaluated on another scenario
+        by = pd.read_csv(path).set_index("policy")
+        learned = [p for p in by.index if p.startswith("ppo:")]
+        if not learned:
+            continue
+        me = by.loc[learned[0]]
+        best = str(by["best_baseline"].iloc[0])
+        row: dict[str, object] = {"scenario": scenario, "best_rule": best}
+        for name in (*SCHEDULER_ORDER, "slo_classes"):
+            row[name] = float(by.loc[name, "slo_attainment_mean"]) if name in by.index else None
+        row["learned"] = float(me["slo_attainment_mean"])
+        bound = float(by["slo_upper_bound_mean"].iloc[0])
+        row["bound"] = bound
+        row["best_rule_leaves"] = bound / float(by.loc[best, "slo_attainment_mean"]) - 1
+        for key in ("goodput_ratio", "gap_closed"):
+            row[key] = float(me[f"{key}_mean"])
+            row[f"{key}_ci95"] = float(me[f"{key}_ci95"])
+        audit = zoo / f"compose_{scenario}.agreement.json"
+        row["differs_from_all_rules"] = (
+            float(json.loads(audit.read_text())["differs_from_all"]) if audit.exists()
+            else float("nan"))
         rows.append(row)
     return pd.DataFrame(rows)

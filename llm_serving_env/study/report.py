@@ -120,6 +120,7 @@ from llm_serving_env.study.findings import (  # noqa: F401
 )
 from llm_serving_env.study.learned import (  # noqa: F401
     LEARNED_CSV,
+    compose_zoo,
     evaluation_csvs,
     learned,
     learned_scenarios,
