@@ -123,8 +123,17 @@ Parameters (``scheduler:`` block): ``max_token_budget`` (K, tokens per iteration
 smallest budget the deadline rule imposes, <= K; default 32), ``safety_margin_ms`` (m >= 0,
 kept on every decode deadline; default 5 ms), ``deadline_sigmas`` (z >= 0; default 2),
 ``prefill_order`` (``"srpt"`` default, or ``"fcfs"``), ``max_prefill_wait_ms`` (> 0 or null =
-no aging; default null). Requires ``slo`` in the config. Registered as ``slo_aware`` (alias
+no aging; default null), ``kv_headroom_blocks`` (integer >= 0; default 0, 1 for
+``slo_triage``). Requires ``slo`` in the config. Registered as ``slo_aware`` (alias
 ``slai``).
+
+KV headroom (``kv_headroom_blocks``, h): with limited KV memory, prefill chunks are cut to
+the free blocks less h per resident request (none on an idle GPU), so that each running
+request can cross its next block boundary without a preemption; SLAI's memory-dependent
+offset plays that role. ``slo_triage`` keeps one block each. Measured on
+``configs/benchmarks/kv_pressure.yaml`` (4,000 requests, seeds 1-2, slo_triage's rule): h = 0
+attains 0.764 with 1,526 preemptions per run, h = 1 attains 0.962 with 5; a fixed reserve of
+1% / 3% / 5% / 20% of the blocks gives 0.926 / 0.962 / 0.964 / 0.925.
 """
 
 from __future__ import annotations
@@ -163,7 +172,8 @@ class SloAwareConfig:
     deadline; prefill_order: "srpt" (shortest remaining prompt first), "fcfs" or "triage"
     (SRPT, but requests that can no longer meet their TTFT objective go last);
     max_prefill_wait_ms: waiting time after which a request is prefilled first (None: never);
-    deadline_sigmas: standard deviations of S(b) added to its mean when planning deadlines."""
+    deadline_sigmas: standard deviations of S(b) added to its mean when planning deadlines;
+    kv_headroom_blocks: KV blocks per resident request that prefill chunks must leave free."""
 
     max_token_budget: int | None = None
     min_token_budget: int = 32
@@ -171,6 +181,7 @@ class SloAwareConfig:
     prefill_order: str = "srpt"
     max_prefill_wait_ms: float | None = None
     deadline_sigmas: float = 2.0
+    kv_headroom_blocks: int = 0
 
     def __post_init__(self) -> None:
         if self.max_token_budget is not None:
@@ -180,19 +191,27 @@ class SloAwareConfig:
         positive_number("scheduler.deadline_sigmas", self.deadline_sigmas, allow_zero=True)
         if self.max_prefill_wait_ms is not None:
             positive_number("scheduler.max_prefill_wait_ms", self.max_prefill_wait_ms)
+        if isinstance(self.kv_headroom_blocks, bool) or not isinstance(
+                self.kv_headroom_blocks, int) or self.kv_headroom_blocks < 0:
+            raise ConfigError(f"scheduler.kv_headroom_blocks = {self.kv_headroom_blocks!r}: "
+                              "must be an integer >= 0")
         if self.prefill_order not in PREFILL_ORDERS:
             raise ConfigError(f"scheduler.prefill_order = {self.prefill_order!r}: must be one "
                               f"of {', '.join(repr(o) for o in PREFILL_ORDERS)}")
 
 
 def assemble_batch(view: DecisionView, dec: np.ndarray, crit: np.ndarray, rest: np.ndarray,
-                   ids: np.ndarray, tokens: np.ndarray, left: int, budget: int) -> Batch | Wait:
+                   ids: np.ndarray, tokens: np.ndarray, left: int, budget: int,
+                   headroom_blocks: int = 0) -> Batch | Wait:
     """The batch from its parts: the critical decodes ``crit``, the prefill chunks (ids,
-    tokens) cut to the KV room the decodes leave, then the deferrable decodes ``rest`` in the
-    ``left`` tokens and KV blocks still free. ``dec`` is the GPU's whole decode set; if nothing
-    was chosen but decodes exist, the ``budget`` most overdue ones run (never idle with work).
+    tokens) cut to the KV room the decodes leave less ``headroom_blocks``, then the deferrable
+    decodes ``rest`` in the ``left`` tokens and KV blocks still free. ``dec`` is the GPU's
+    whole decode set; if nothing was chosen but decodes exist, the ``budget`` most overdue
+    ones run (never idle with work).
     """
     room = view.kv_room_after_decodes(crit)
+    if headroom_blocks and room != math.inf:
+        room = max(0, room - headroom_blocks)
     ids, tokens = view.kv_fit_prefill(ids, tokens, room, allow_partial=True)
     decodes = crit
     left -= int(tokens.sum())
@@ -374,14 +393,22 @@ class SloAwareScheduler(Scheduler):
                                          self.ttft_s)
         else:
             ids, tokens = fill_prefill_budget(view, left, slots)
-        return assemble_batch(view, dec, crit, rest, ids, tokens, left, b)
+        return assemble_batch(view, dec, crit, rest, ids, tokens, left, b,
+                              self.headroom(view))
+
+    def headroom(self, view: DecisionView) -> int:
+        """KV blocks prefill chunks leave free: ``kv_headroom_blocks`` per resident request
+        (none on an idle GPU: nothing there needs to grow)."""
+        return self.config.kv_headroom_blocks * view.resident
 
 
 @dataclass(frozen=True)
 class SloTriageConfig(SloAwareConfig):
-    """slo_aware's parameters, with the triage prefill order by default."""
+    """slo_aware's parameters, with the triage prefill order and one block of KV headroom per
+    resident request by default."""
 
     prefill_order: str = "triage"
+    kv_headroom_blocks: int = 1
 
 
 @register_scheduler("slo_triage", "triage")

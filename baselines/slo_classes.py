@@ -107,4 +107,4 @@ class SloClassesScheduler(SloAwareScheduler):
         left = b - int(crit.size)
         iteration_s = float(T[min(b, T.size - 1)])
         ids, tokens = urgency_prefill(view, left, view.free_slots, iteration_s, self.horizon_s)
-        return assemble_batch(view, dec, crit, rest, ids, tokens, left, b)
+        return assemble_batch(view, dec, crit, rest, ids, tokens, left, b, self.headroom(view))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from helpers import make_config
@@ -97,6 +99,10 @@ def test_invariants_hold_under_heavy_kv_pressure(policy):
         "workload.output_tokens": {"dist": "geometric", "mean": 12, "max": 40},
         "gpus.kv_capacity_tokens": 256, "gpus.kv_block_tokens": 16, "gpus.count": 2,
         "slo": {"ttft_ms": 2000, "tbt_ms": 200}})
+    if any(f.name == "kv_headroom_blocks" for f in dataclasses.fields(scheduler_class(policy)
+                                                                      .Config)):
+        # the slo_* rules' KV headroom avoids most preemptions: turn it off to exercise them
+        cfg = cfg.replace({"scheduler": {"name": policy, "kv_headroom_blocks": 0}})
     res = check_invariants(cfg, policy, seed=3)
     assert res.preemptions.sum() > 10  # the scenario really exercises preemption
 

@@ -10,6 +10,7 @@ import pytest
 from helpers import hand_view, make_config
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from scipy import stats
 from test_invariants import check_invariants
 
 import llm_serving_env as lse
@@ -381,3 +382,22 @@ def test_deadline_budget_on_the_default_service_by_hand():
     # the batch: the decode, then request 1's whole 300-token prompt (561 tokens are left)
     batch = policy.schedule(view)
     assert batch.decode_ids.tolist() == [0] and chunks(batch) == {1: 300}
+
+
+def test_kv_headroom_cuts_preemptions_and_raises_attainment_under_kv_pressure():
+    """kv_headroom_blocks = 1 (slo_triage's default) against 0 on the kv_pressure benchmark,
+    paired over 3 seeds of 2,000 requests: fewer preemptions on every seed, and the 95%
+    t-interval of the attainment difference lies above 0."""
+    cfg = lse.load_config("configs/benchmarks/kv_pressure.yaml").replace(
+        {"num_requests": 2000, "warmup_requests": 200})
+    off = cfg.replace({"scheduler": {"name": "slo_triage", "kv_headroom_blocks": 0}})
+    on = cfg.replace({"scheduler": {"name": "slo_triage", "kv_headroom_blocks": 1}})
+    diffs = []
+    for seed in range(3):
+        a = lse.simulate(off, seed=seed).summary()
+        b = lse.simulate(on, seed=seed).summary()
+        assert b["num_preemptions"] < a["num_preemptions"], (seed, a, b)
+        diffs.append(b["slo_attainment"] - a["slo_attainment"])
+    d = np.asarray(diffs)
+    half = stats.t.ppf(0.975, d.size - 1) * d.std(ddof=1) / np.sqrt(d.size)
+    assert d.mean() - half > 0, diffs
