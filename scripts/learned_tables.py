@@ -8,6 +8,7 @@ held-out seeds), its goodput ratio to the best hand-written scheduler (paired, s
 and its share of the gap between that scheduler and the bound.
 
     .venv/bin/python scripts/learned_tables.py [agents/zoo/ppo_slo_bursty_chat]
+    .venv/bin/python scripts/learned_tables.py --compose   # the compose models' table
 """
 
 from __future__ import annotations
@@ -17,7 +18,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from llm_serving_env.study.learned import evaluation_csvs, learned_scenarios
+from llm_serving_env.study.learned import (
+    SCHEDULER_ORDER,
+    compose_zoo,
+    evaluation_csvs,
+    learned_scenarios,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -62,7 +68,29 @@ def wide(paths: list[Path]) -> str:
     return "\n".join(lines)
 
 
+def compose() -> str:
+    """One row per scenario of the compose zoo (``study.learned.compose_zoo``)."""
+    frame = compose_zoo(ROOT / "agents" / "zoo")
+    rules = [*SCHEDULER_ORDER, "slo_classes"]
+    head = ["scenario", *rules, "learned (clone of the best rule)", "bound",
+            "best rule leaves to the bound", "learned / best rule, goodput",
+            "learned: share of the gap", "decisions unlike every rule"]
+    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    for _, r in frame.iterrows():
+        cells = [f"{r[c]:.3f}" if pd.notna(r[c]) else "-" for c in rules]
+        lines.append(
+            f"| {r['scenario']} | " + " | ".join(cells)
+            + f" | {r['learned']:.3f} | {r['bound']:.3f} | {r['best_rule_leaves']:.1%} | "
+            f"{cell(r['goodput_ratio'], r['goodput_ratio_ci95'])} | "
+            f"{cell(r['gap_closed'], r['gap_closed_ci95'], 2)} | "
+            f"{r['differs_from_all_rules']:.1%} |")
+    return "\n".join(lines)
+
+
 def main(stem: str = "agents/zoo/ppo_slo_bursty_chat") -> None:
+    if stem == "--compose":
+        print(compose())
+        return
     base = ROOT / stem
     paths = evaluation_csvs(base.parent, base.name)
     if not paths:
