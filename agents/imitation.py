@@ -34,12 +34,10 @@ from typing import Any
 import numpy as np
 
 from agents.actions import make_env
+from agents.policy import MAX_MICRO_STEPS, compose_decision, observer_and_kit
 from llm_serving_env.config.sim_config import SimConfig
 from llm_serving_env.env.baseline_agent import BaselineAgent
-from llm_serving_env.env.compose_env import hold_ladder
-from llm_serving_env.env.compose_observation import DEFAULT_BUDGET_MARGIN_MS, ComposeKit
 from llm_serving_env.env.native_encoder import CommandEncoder, NotExpressible
-from llm_serving_env.env.serving_env import make_observer
 from llm_serving_env.sim.batch import Batch, Wait
 from llm_serving_env.sim.scheduler import (
     DecisionView,
@@ -48,9 +46,6 @@ from llm_serving_env.sim.scheduler import (
     make_scheduler,
 )
 from llm_serving_env.sim.simulate import simulate
-
-#: Micro-steps after which a learner that never ends a decision is stopped.
-MAX_MICRO_STEPS = 100_000
 
 __all__ = ["Demonstrations", "clone", "collect_demonstrations", "collect_on_learner", "merge"]
 
@@ -247,24 +242,16 @@ def clone(model: Any, demos: Demonstrations, *, epochs: int = 10, batch_size: in
 class _DaggerScheduler(Scheduler):
     """Runs the learner (its deterministic micro-steps) and records, at every decision, the
     expert's micro-steps from the same state (DAgger: the expert labels the states the learner
-    visits). With probability ``beta`` the expert's command runs instead."""
+    visits)."""
 
     name = "dagger"
 
     def __init__(self, network: Any, expert: Scheduler, sim_config: SimConfig,
-                 spec: Mapping[str, Any], beta: float, rng: np.random.Generator) -> None:
+                 spec: Mapping[str, Any]) -> None:
         super().__init__(None, sim_config)
-        options = dict(spec.get("env_options") or {})
         self.network = network
         self.expert = expert
-        self.observer = make_observer(
-            sim_config, **{k: options[k] for k in ("num_slots", "chunk_ladder") if k in options})
-        self.kit = ComposeKit(sim_config, self.observer,
-                              hold_ladder(sim_config, options.get("hold_s")),
-                              bool(options.get("guards", True)),
-                              float(options.get("budget_margin_ms", DEFAULT_BUDGET_MARGIN_MS)))
-        self.beta = beta
-        self.coin = rng
+        self.observer, self.kit = observer_and_kit(sim_config, spec)
         self.observations: list[np.ndarray] = []
         self.masks: list[np.ndarray] = []
         self.actions: list[int] = []
@@ -278,22 +265,23 @@ class _DaggerScheduler(Scheduler):
         self.observer.reset()
         self.expert.reset(rng)
 
-    def schedule(self, view: DecisionView) -> Batch | Wait:
+    def _act(self, obs: np.ndarray, mask: np.ndarray) -> int:
         import torch
 
+        with torch.no_grad():
+            logits = self.network.forward_actor(torch.as_tensor(obs[None, :]))[0].numpy()
+        return int(np.argmax(np.where(mask, logits, -np.inf)))
+
+    def schedule(self, view: DecisionView) -> Batch | Wait:
         context = self.observer.observe(view)[: self.kit.num_global]
-        command = self.expert.schedule(view)
         composer = self.kit.composer(view, view.event_pending)
         rows: list[tuple[np.ndarray, np.ndarray, int]] = []
         try:
-            encoder = CommandEncoder(composer, command)
-            micro = 0
-            while True:
-                obs = self.kit.observe(composer, context, micro)
-                mask = composer.mask()
+            encoder = CommandEncoder(composer, self.expert.schedule(view))
+            for micro in range(MAX_MICRO_STEPS):
+                obs, mask = self.kit.observe(composer, context, micro), composer.mask()
                 action = int(encoder.next_action())
                 rows.append((obs, mask, action))
-                micro += 1
                 if composer.apply(action) is not None:
                     break
         except NotExpressible:
@@ -303,35 +291,19 @@ class _DaggerScheduler(Scheduler):
             self.observations.append(obs)
             self.masks.append(mask)
             self.actions.append(action)
-        if self.coin.random() < self.beta:
-            return command
-        composer = self.kit.composer(view, view.event_pending)
-        for micro in range(MAX_MICRO_STEPS):
-            obs = self.kit.observe(composer, context, micro)
-            with torch.no_grad():
-                logits = self.network.forward_actor(torch.as_tensor(obs[None, :]))[0].numpy()
-            out = composer.apply(int(np.argmax(np.where(composer.mask(), logits, -np.inf))))
-            if out is not None:
-                return out
-        raise RuntimeError(f"the learner did not end the decision at t={view.now_s:.6f}s "
-                           f"within {MAX_MICRO_STEPS:,} micro-steps")
+        return compose_decision(self.kit, view, context, self._act, "the learner")
 
 
 def collect_on_learner(model: Any, config: SimConfig, spec: Mapping[str, Any],
-                       expert: str | Scheduler, seeds: list[int], *, beta: float = 0.0,
-                       seed: int = 0) -> tuple[Demonstrations, int]:
+                       expert: str | Scheduler, seeds: list[int]) -> Demonstrations:
     """DAgger's data: run the learner (``model``, a MaskablePPO with a compose policy) as a
-    plain scheduler for one episode per seed, the expert's command replacing its own with
-    probability ``beta``, and label every decision's state with the expert's micro-steps.
-
-    Returns the demonstrations (returns are NaN: no critic target off the expert's own
-    trajectory) and the number of decisions skipped because the env's guards forbid the
-    expert's command there.
+    plain scheduler for one episode per seed and label every decision's state with the
+    expert's micro-steps. Returns are NaN (no critic target off the expert's own trajectory);
+    ``unlabelled_decisions`` counts the decisions whose expert command the env's guards forbid.
     """
     name = expert if isinstance(expert, str) else expert.name
     rule = make_scheduler(config, expert) if isinstance(expert, str) else expert
-    dagger = _DaggerScheduler(model.policy.mlp_extractor, rule, config, spec, beta,
-                              np.random.default_rng(seed))
+    dagger = _DaggerScheduler(model.policy.mlp_extractor, rule, config, spec)
     model.policy.set_training_mode(False)
     episode: list[np.ndarray] = []
     attainment: list[float] = []
@@ -341,12 +313,11 @@ def collect_on_learner(model: Any, config: SimConfig, spec: Mapping[str, Any],
         episode.append(np.full(len(dagger.actions) - before, k, dtype=np.int64))
         attainment.append(float(result.summary().get("slo_attainment", np.nan)))
     n = len(dagger.actions)
-    return (Demonstrations(np.stack(dagger.observations).astype(np.float32),
-                           np.stack(dagger.masks).astype(bool),
-                           np.asarray(dagger.actions, dtype=np.int64), np.full(n, np.nan),
-                           np.concatenate(episode), name, np.asarray(attainment),
-                           dagger.skipped),
-            dagger.skipped)
+    return Demonstrations(np.stack(dagger.observations).astype(np.float32),
+                          np.stack(dagger.masks).astype(bool),
+                          np.asarray(dagger.actions, dtype=np.int64), np.full(n, np.nan),
+                          np.concatenate(episode), name, np.asarray(attainment),
+                          dagger.skipped)
 
 
 def merge(a: Demonstrations, b: Demonstrations) -> Demonstrations:

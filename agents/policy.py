@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,7 @@ from llm_serving_env.config.files import load_config, parse_override
 from llm_serving_env.config.sim_config import SimConfig
 from llm_serving_env.env.compose_env import hold_ladder
 from llm_serving_env.env.compose_observation import DEFAULT_BUDGET_MARGIN_MS, ComposeKit
+from llm_serving_env.env.observation import Observer
 from llm_serving_env.env.serving_env import make_observer
 from llm_serving_env.schema.fields import ConfigError, flatten
 from llm_serving_env.sim.batch import Batch, Wait
@@ -308,6 +309,36 @@ def _slo_modes(sim_config: SimConfig, spec: Mapping[str, Any]) -> SloModes:
 MAX_MICRO_STEPS = 100_000
 
 
+def observer_and_kit(sim_config: SimConfig, spec: Mapping[str, Any]
+                     ) -> tuple[Observer, ComposeKit]:
+    """The observer and the ``LLMServing-v1`` kit of a model's env spec, built for
+    ``sim_config`` exactly as its env builds them (so a policy sees what it saw in training)."""
+    options = dict(spec.get("env_options") or {})
+    observer = make_observer(
+        sim_config, **{k: options[k] for k in ("num_slots", "chunk_ladder") if k in options})
+    kit = ComposeKit(sim_config, observer, hold_ladder(sim_config, options.get("hold_s")),
+                     bool(options.get("guards", True)),
+                     float(options.get("budget_margin_ms", DEFAULT_BUDGET_MARGIN_MS)))
+    return observer, kit
+
+
+def compose_decision(kit: ComposeKit, view: DecisionView, context: np.ndarray,
+                     act: Callable[..., Any], who: str) -> Batch | Wait:
+    """One decision of a compose policy: the env's micro-steps on a fresh Composer until
+    DISPATCH or WAIT, each action ``act(obs, mask=mask)``. ``context``: the decision's v0
+    global features. Raises after ``MAX_MICRO_STEPS`` micro-steps (``who`` names the policy).
+    """
+    composer = kit.composer(view, view.event_pending)
+    for micro in range(MAX_MICRO_STEPS):
+        obs = kit.observe(composer, context, micro)
+        command = composer.apply(int(act(obs, mask=composer.mask())))
+        if command is not None:
+            return command
+    raise RuntimeError(f"{who} did not end the decision at t={view.now_s:.6f}s within "
+                       f"{MAX_MICRO_STEPS:,} micro-steps (it pages without picking while "
+                       "nothing else can happen)")
+
+
 class LearnedScheduler(Scheduler):
     """A trained model of the ``slo`` or ``compose`` action space as a plain scheduler
     (``ppo:PATH``): at each decision point, the env's observation from the view, the model's
@@ -331,18 +362,12 @@ class LearnedScheduler(Scheduler):
             raise ConfigError(f"model {self.model.path.name} acts in the {kind!r} action space; "
                               "as a plain scheduler only 'slo' and 'compose' models run "
                               "(evaluate it with 'llm-serving evaluate', which drives its env)")
-        options = dict(spec.get("env_options") or {})
-        self.observer = make_observer(
-            sim_config, **{k: options[k] for k in ("num_slots", "chunk_ladder") if k in options})
+        self.observer, kit = observer_and_kit(sim_config, spec)
         self.kit: ComposeKit | None = None
         size = self.observer.size
         if kind == "compose":  # LLMServing-v1: micro-steps on the env's own Composer
-            self.kit = ComposeKit(sim_config, self.observer,
-                                  hold_ladder(sim_config, options.get("hold_s")),
-                                  bool(options.get("guards", True)),
-                                  float(options.get("budget_margin_ms",
-                                                    DEFAULT_BUDGET_MARGIN_MS)))
-            size = self.kit.size
+            self.kit = kit
+            size = kit.size
         if size != self.model.observation_size:
             raise ConfigError(f"model {self.model.path.name} expects observations of size "
                               f"{self.model.observation_size}, this config gives {size}")
@@ -368,21 +393,9 @@ class LearnedScheduler(Scheduler):
         if self.kit is None:
             action = self.model.act(self.observer.observe(view))
             return self.modes.compose(view, *self.modes.decode(action))
-        num_global = self.kit.num_global
-        context = self.observer.observe(view)[:num_global]
-        composer = self.kit.composer(view, view.event_pending)
-        micro = 0
-        while True:  # the env's micro-steps, on the same Composer and observation
-            if micro >= MAX_MICRO_STEPS:
-                raise RuntimeError(
-                    f"model {self.model.path.name} did not end the decision at "
-                    f"t={view.now_s:.6f}s within {MAX_MICRO_STEPS:,} micro-steps (it pages "
-                    "without picking while nothing else can happen)")
-            obs = self.kit.observe(composer, context, micro)
-            command = composer.apply(int(self.model.act(obs, mask=composer.mask())))
-            micro += 1
-            if command is not None:
-                return command
+        context = self.observer.observe(view)[: self.kit.num_global]
+        return compose_decision(self.kit, view, context, self.model.act,
+                                self.model.path.name)
 
 
 class ModeScheduler(Scheduler):

@@ -267,13 +267,14 @@ def train(
         rounds = []
         for r in range(dagger_rounds):
             start = bc_episodes + r * per_round
-            extra, skipped = collect_on_learner(model, ep_cfg, spec, bc_expert,
-                                                seeds[start: start + per_round], seed=seed + r)
+            extra = collect_on_learner(model, ep_cfg, spec, bc_expert,
+                                       seeds[start: start + per_round])
             demos = merge(demos, extra)
             fit = clone(model, demos, epochs=max(1, bc_epochs // 2), seed=seed + r + 1,
                         progress=progress)
             rounds.append({"learner_slo_attainment": float(np.mean(extra.slo_attainment)),
-                           "labelled_micro_steps": len(extra), "skipped_decisions": skipped,
+                           "labelled_micro_steps": len(extra),
+                           "skipped_decisions": extra.unlabelled_decisions,
                            "accuracy": fit["accuracy"]})
         cloning["dagger_rounds"] = rounds
         cloning["seeds"] = seeds

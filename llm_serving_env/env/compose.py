@@ -170,6 +170,7 @@ class Composer:
         self.limit = int(view.max_batch_tokens)
         self.waiting = view.waiting
         self.remaining = view.remaining_prompt(view.waiting) if view.waiting.size else _NONE
+        self.remaining_sorted = np.sort(self.remaining)  # for the prompt ranks, once a decision
         self.unpicked = np.arange(view.waiting.size)  # positions into view.waiting
         self.page = 0
         self.page_moves = self._pages(self.unpicked.size)  # left until the next pick

@@ -147,7 +147,7 @@ class ComposeKit:
             w = c.waiting.size
             out[o + 7 * n: o + 7 * n + m] = pos / w
             out[o + 8 * n: o + 8 * n + m] = np.searchsorted(
-                np.sort(c.remaining), c.remaining[pos], side="left") / w
+                c.remaining_sorted, c.remaining[pos], side="left") / w
         dpos = c.decode_page_positions()
         if dpos.size:
             ids = c.decoding[dpos]
