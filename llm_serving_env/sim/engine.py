@@ -32,6 +32,7 @@ from llm_serving_env.config.sim_config import transfer_bytes_per_token
 from llm_serving_env.hardware.service import ServiceModel
 from llm_serving_env.schema.fields import ConfigError
 from llm_serving_env.sim.batch import Batch, SchedulingError, Wait
+from llm_serving_env.sim.id_line import IdLine
 from llm_serving_env.sim.result import RunResult
 from llm_serving_env.sim.scheduler import DecisionView, RequestTable, WorkloadLimits
 from llm_serving_env.workload.generate import Workload, generate_workload
@@ -252,7 +253,17 @@ class Simulator:
         self.now_s = 0.0
         self.next_arrival = 0  # index of the next request to arrive
         self.next_arrival_s = float(self.arrival_s[0]) if n else _INF
-        self.queues: list[np.ndarray] = [_EMPTY] * self._num_queues  # unbound, FCFS
+        # Waiting requests live in IdLines (O(1) arrivals and departures from the front).
+        # With one queue per GPU (per-GPU routers, or one GPU) GPU g's line holds its partial
+        # prefills followed by its queue, so its waiting list is one view, never a copy; with
+        # a central queue for several GPUs the line is the queue and partials are separate.
+        self._joint = self._num_queues == g
+        positions = np.zeros(n, dtype=np.int64)
+        self._lines = [IdLine(positions) for _ in range(self._num_queues)]
+        self._num_partial = [0] * g  # (joint lines) partial prefills at the line's front
+        self._joint_waiting: list[np.ndarray] = [_EMPTY] * g
+        self._view_line: IdLine | None = None  # the line whose view is the last waiting list
+        self.queues: list[np.ndarray] = [_EMPTY] * self._num_queues  # unbound, FCFS (views)
         self.partial: list[np.ndarray] = [_EMPTY] * g  # bound, prefill not finished
         self.decoding: list[np.ndarray] = [_EMPTY] * g  # bound, prefill done, not finished
         self.busy_until = [_INF] * g  # end time of the batch in flight (inf: idle)
@@ -326,8 +337,16 @@ class Simulator:
     def _view(self, g: int) -> DecisionView:
         q = 0 if self._num_queues == 1 else g
         partial = self.partial[g]
-        queue = self.queues[q] if self.roles[g] != "decode" else _EMPTY
-        waiting = _frozen(np.concatenate((partial, queue))) if partial.size else queue
+        if self._joint:
+            waiting = self._joint_waiting[g]
+            self._view_line = self._lines[g]
+        elif partial.size:
+            waiting = _frozen(np.concatenate((partial, self.queues[q]))
+                              if self.roles[g] != "decode" else partial)
+            self._view_line = None
+        else:
+            waiting = self.queues[q] if self.roles[g] != "decode" else _EMPTY
+            self._view_line = self._lines[q] if self.roles[g] != "decode" else None
         self._view_waiting = waiting
         kv_free = (self.kv_capacity_blocks - self.kv_used_blocks[g]) if self.kv_enabled else _INF
         return DecisionView(
@@ -419,10 +438,11 @@ class Simulator:
         self._public_ttft_objective_s[start:stop] = self._ttft_objective_s[start:stop]
         self._public_tbt_objective_s[start:stop] = self._tbt_objective_s[start:stop]
         if self._num_queues == 1:
-            new = np.arange(start, stop, dtype=np.int64)
             self.queue_of[start:stop] = 0
-            self.queues[0] = _frozen(np.concatenate((self.queues[0], new)))
+            self._lines[0].extend(np.arange(start, stop, dtype=np.int64))
+            self._sync(0)
             return
+        touched = set()
         for i in range(start, stop):
             g = self._route()
             self.queue_of[i] = g
@@ -431,7 +451,71 @@ class Simulator:
                 work = int(self.prompt[i] + self._route_output[i] - 1)
                 self._charged[i] = work
                 self.outstanding_tokens[g] += work
-            self.queues[g] = _frozen(np.append(self.queues[g], i))
+            self._lines[g].append(i)
+            touched.add(g)
+        for g in touched:
+            self._sync(g)
+
+    def _sync(self, q: int) -> None:
+        """Refresh the views of line ``q`` (its queue, and in joint lines its GPU's partial
+        prefills and waiting list) after the line changed."""
+        ids = self._lines[q].ids()
+        if self._joint:
+            k = self._num_partial[q]
+            self._joint_waiting[q] = ids
+            self.partial[q] = ids[:k]
+            self.queues[q] = ids[k:]
+        else:
+            self.queues[q] = ids
+
+    def _bind(self, g: int, new: np.ndarray) -> None:
+        """Move the queued requests ``new`` (just bound to GPU ``g``, in batch order) from
+        their queue to the end of ``g``'s partial prefills."""
+        q = 0 if self._num_queues == 1 else g
+        line = self._lines[q]
+        k = new.size
+        if self._joint:
+            npart = self._num_partial[g]
+            front = line.head + npart
+            if not (line.buf[front:front + k] == new).all():  # taken out of order
+                waiting = line.ids()
+                queue = waiting[npart:]
+                line.reset(np.concatenate((waiting[:npart], new, queue[self.gpu_of[queue] < 0])))
+            self._num_partial[g] = npart + k
+        else:
+            self.partial[g] = _frozen(np.concatenate((self.partial[g], new)))
+            queue = line.ids()
+            if (self.gpu_of[queue[:k]] >= 0).all():  # the k bound ones are the queue's front
+                line.drop_front(k)
+            else:
+                line.reset(queue[self.gpu_of[queue] < 0])
+        self._sync(q)
+
+    def _keep_partial(self, g: int, keep: np.ndarray) -> None:
+        """Keep the partial prefills of GPU ``g`` where ``keep`` (bool, one per partial)."""
+        removed = keep.size - int(np.count_nonzero(keep))
+        if not removed:
+            return
+        if not self._joint:
+            self.partial[g] = _frozen(self.partial[g][keep])
+            return
+        line = self._lines[g]
+        if not keep[:removed].any():  # the first ones left
+            line.drop_front(removed)
+        else:
+            waiting = line.ids()
+            npart = self._num_partial[g]
+            line.reset(np.concatenate((waiting[:npart][keep], waiting[npart:])))
+        self._num_partial[g] -= removed
+        self._sync(g)
+
+    def _requeue(self, ids: np.ndarray, q: int) -> None:
+        """Put ``ids`` back at the front of queue ``q`` (behind its GPU's partial prefills)."""
+        line = self._lines[q]
+        waiting = line.ids()
+        npart = self._num_partial[q] if self._joint else 0
+        line.reset(np.concatenate((waiting[:npart], ids, waiting[npart:])))
+        self._sync(q)
 
     def _route(self) -> int:
         """GPU (of those that prefill) for a new arrival under a per-GPU router."""
@@ -488,10 +572,7 @@ class Simulator:
             fresh = new[np.isnan(self.first_scheduled_s[new])]  # not a preempted one coming back
             self.first_scheduled_s[fresh] = self.now_s
             self.first_gpu[fresh] = g
-            self.partial[g] = _frozen(np.concatenate((self.partial[g], new)))
-            q = 0 if self._num_queues == 1 else g
-            queue = self.queues[q]
-            self.queues[q] = _frozen(queue[self.gpu_of[queue] < 0])
+            self._bind(g, new)
             if self._num_queues == 1:
                 self.outstanding[g] += new.size
         self.in_flight[g] = action
@@ -509,7 +590,9 @@ class Simulator:
             raise SchedulingError("role", f"GPU {g} is in the decode pool and cannot prefill")
         n = self.n
         waiting = self._view_waiting
-        if pids.size and (pids is waiting or (pids.base is waiting and pids.strides[0] > 0)):
+        line = self._view_line
+        if pids.size and (pids is waiting or (pids.base is waiting and pids.strides[0] > 0)
+                          or (line is not None and line.holds_slice(pids))):
             # a slice of the view's read-only waiting list: eligible and unique by construction
             remaining = self.target[pids] - self.prefilled[pids]
             if not ((ptoks >= 1) & (ptoks <= remaining)).all():
@@ -607,7 +690,7 @@ class Simulator:
                 self.generated[completed] = after
                 self.last_token_s[completed] = end
                 partial = self.partial[g]
-                self.partial[g] = _frozen(partial[self.prefilled[partial] < self.target[partial]])
+                self._keep_partial(g, self.prefilled[partial] < self.target[partial])
                 single = after == self.output[completed]
                 if single.any():
                     self._finish(completed[single], g, end)
@@ -863,16 +946,16 @@ class Simulator:
                       work - self._charged[victims])
             self._charged[victims] = work
         self.preemptions[victims] += 1
-        self.partial[g] = _frozen(self.partial[g][~np.isin(self.partial[g], victims)])
+        self._keep_partial(g, ~np.isin(self.partial[g], victims))
         self.decoding[g] = _frozen(self.decoding[g][~np.isin(self.decoding[g], victims)])
         self.gpu_of[victims] = -1
         if self._num_queues == 1:
-            self.queues[0] = _frozen(np.concatenate((victims, self.queues[0])))
+            self._requeue(victims, 0)
             self.outstanding[g] -= victims.size
         else:  # back to the queue of the GPU they were routed to
             for q in np.unique(self.queue_of[victims]).tolist():
                 mine = victims[self.queue_of[victims] == q]
-                self.queues[q] = _frozen(np.concatenate((mine, self.queues[q])))
+                self._requeue(mine, q)
                 if q != g:
                     self.outstanding[g] -= mine.size
                     self.outstanding[q] += mine.size
