@@ -284,32 +284,98 @@ def fit_allreduce() -> AllReduceFit:
                         med_rel)
 
 
+# --------------------------------------------------------------------------------- TP fit
+
+
+@dataclass
+class TpScalingFit:
+    """The tensor-parallel transformation's parameters for one GPU, fitted so the TP2 fit's
+    transformation matches splitwise-sim's TP4 and TP8 profiles: per-iteration time that does
+    not shrink with TP (``fixed_ms``) and an effective all-reduce (latency, bus bandwidth)."""
+
+    gpu: str
+    fixed_ms: float
+    latency_ms: float
+    bandwidth_gb_per_s: float
+    n_points: int
+
+
+def fit_tp_scaling(fits: list[Fit], profiles: dict[str, Profile]) -> list[TpScalingFit]:
+    """For each GPU of splitwise-sim's Llama-2-70B profiles, (fixed_ms, latency, bandwidth)
+    minimising the squared relative error of the transformed TP2 fit over the TP4 and TP8
+    points (scipy least squares; fixed_ms and the TP2 all-reduce latencies each between 0 and
+    half the TP2 fit's c, bandwidth >= 1 GB/s)."""
+    from scipy.optimize import least_squares
+
+    sys.path.insert(0, str(ROOT))
+    from llm_serving_env.hardware.presets import transform_tensor_parallel
+    from llm_serving_env.hardware.specs import AllReduceSpec
+
+    by_name = {(f.profile, f.form, f.weighting): f for f in fits}
+    out = []
+    for gpu in ("a100", "h100"):
+        base = by_name[(f"llama2_70b_{gpu}_tp2_splitwise", "piecewise_linear", "rel")]
+        targets = {tp: profiles[f"llama2_70b_{gpu}_tp{tp}_splitwise"] for tp in (4, 8)}
+
+        def residuals(x: np.ndarray, base: Fit = base,
+                      targets: dict[int, Profile] = targets) -> np.ndarray:
+            spec = AllReduceSpec(float(x[1]), float(x[2]))
+            res = []
+            for tp, prof in targets.items():
+                c, a, b0 = transform_tensor_parallel(
+                    base.c_ms, base.a_ms, base.b0_tokens, from_tp=2, to_tp=tp,
+                    num_layers=LAYERS, hidden_size=HIDDEN, bytes_per_value=BYTES,
+                    allreduce=spec, fixed_ms=float(x[0]))
+                res.append((piecewise(prof.b, c, a, b0) - prof.y_ms) / prof.y_ms)
+            return np.concatenate(res)
+
+        # fixed time and all-reduce latencies each at most half of c (so they fit in it)
+        sol = least_squares(residuals, [base.c_ms / 4, base.c_ms / (8 * LAYERS), 100.0],
+                            bounds=([0.0, 0.0, 1.0],
+                                    [base.c_ms / 2, base.c_ms / (4 * LAYERS), 1e4]),
+                            x_scale=[10.0, 0.1, 100.0], diff_step=1e-3)  # (its output is rounded)
+        out.append(TpScalingFit(f"{gpu}_80gb", round(float(sol.x[0]), 4),
+                                round(float(sol.x[1]), 6), round(float(sol.x[2]), 3),
+                                int(sum(p.b.size for p in targets.values()))))
+    return out
+
+
 # --------------------------------------------------------------------------------- TP check
 
 
-def tp_check(fits: list[Fit], profiles: dict[str, Profile]) -> list[dict[str, object]]:
-    """Apply the preset transformation to each TP2 fit and compare with the TP-t profiles."""
+def tp_check(fits: list[Fit], profiles: dict[str, Profile], scaling: list[TpScalingFit]
+             ) -> list[dict[str, object]]:
+    """Apply the preset transformation to each TP2 fit and compare with the TP-t profiles:
+    for splitwise-sim both the transformation with Vidur's A100 NVLink all-reduce and no fixed
+    time (A100 only) and the one with the fitted ``scaling``."""
     sys.path.insert(0, str(ROOT))
     from llm_serving_env.hardware.presets import transform_tensor_parallel
+    from llm_serving_env.hardware.specs import AllReduceSpec
+
+    fitted = {f.gpu.split("_")[0]: f for f in scaling}
 
     by_name = {(f.profile, f.form, f.weighting): f for f in fits}
     rows: list[dict[str, object]] = []
-    groups = (("llama3_70b_a100_tp{}_vidur_linear", (1, 4, 8), None),
-              ("llama2_70b_a100_tp{}_splitwise", (4, 8), "a100_nvlink"),
-              ("llama2_70b_h100_tp{}_splitwise", (4, 8), None))
-    for pattern, targets, allreduce in groups:
+    groups: list[tuple[str, tuple[int, ...], str | None, TpScalingFit | None]] = [
+        ("llama3_70b_a100_tp{}_vidur_linear", (1, 4, 8), None, None),
+        ("llama2_70b_a100_tp{}_splitwise", (4, 8), "a100_nvlink", None),
+        ("llama2_70b_a100_tp{}_splitwise", (4, 8), "splitwise_a100", fitted["a100"]),
+        ("llama2_70b_h100_tp{}_splitwise", (4, 8), "splitwise_h100", fitted["h100"])]
+    for pattern, targets, allreduce, fit in groups:
         base = by_name[(pattern.format(2), "piecewise_linear", "rel")]
+        spec = allreduce if fit is None else AllReduceSpec(fit.latency_ms,
+                                                           fit.bandwidth_gb_per_s)
+        fixed = 0.0 if fit is None else fit.fixed_ms
         for tp in targets:
             target = profiles[pattern.format(tp)]
             direct = by_name[(pattern.format(tp), "piecewise_linear", "rel")]
-            if allreduce is None and "splitwise" in pattern:
-                continue  # no H100 all-reduce profile: the transformation is not defined
             c, a, b0 = transform_tensor_parallel(
                 base.c_ms, base.a_ms, base.b0_tokens, from_tp=2, to_tp=tp, num_layers=LAYERS,
-                hidden_size=HIDDEN, bytes_per_value=BYTES, allreduce=allreduce)
+                hidden_size=HIDDEN, bytes_per_value=BYTES, allreduce=spec, fixed_ms=fixed)
             rmse, max_rel, med_rel = errors(piecewise(target.b, c, a, b0), target.y_ms)
             rows.append({"base": base.profile, "target": target.name, "tensor_parallel": tp,
-                         "allreduce": allreduce or "none", "c_pred_ms": c, "a_pred_ms": a,
+                         "allreduce": allreduce or "none", "fixed_ms": fixed,
+                         "c_pred_ms": c, "a_pred_ms": a,
                          "b0_pred": b0, "c_fit_ms": direct.c_ms, "a_fit_ms": direct.a_ms,
                          "b0_fit": direct.b0_tokens, "rmse_ms": rmse, "max_rel_err": max_rel,
                          "median_rel_err": med_rel})
@@ -359,10 +425,17 @@ def main(argv: list[str] | None = None) -> int:
           f"{ar.bandwidth_gb_per_s:.1f} GB/s; RMSE {ar.rmse_ms:.4f} ms, max rel "
           f"{ar.max_rel_err:.1%}, median rel {ar.median_rel_err:.1%}")
 
-    check = tp_check(fits, {p.name: p for p in profiles})
+    by_profile = {p.name: p for p in profiles}
+    scaling = fit_tp_scaling(fits, by_profile)
+    for sc in scaling:
+        print(f"tensor-parallel scaling, {sc.gpu} (splitwise-sim TP4 + TP8, {sc.n_points} "
+              f"points): fixed {sc.fixed_ms:.2f} ms, all-reduce latency {sc.latency_ms:.4f} "
+              f"ms, bandwidth {sc.bandwidth_gb_per_s:.1f} GB/s")
+    check = tp_check(fits, by_profile, scaling)
     print("tensor-parallel transformation from the TP2 fit (relative LS) vs the TP-t profile:")
     for r in check:
-        print(f"  {r['target']:34s} pred c = {r['c_pred_ms']:7.2f} a = {r['a_pred_ms']:.4f} "
+        print(f"  {r['target']:34s} [{r['allreduce']}] pred c = {r['c_pred_ms']:7.2f} "
+              f"a = {r['a_pred_ms']:.4f} "
               f"(fit c = {r['c_fit_ms']:7.2f} a = {r['a_fit_ms']:.4f}); error of the "
               f"prediction: max rel {r['max_rel_err']:.1%}, median rel "
               f"{r['median_rel_err']:.1%}")
@@ -371,8 +444,9 @@ def main(argv: list[str] | None = None) -> int:
         _write(PROFILES / "service_fits.csv", [asdict(f) for f in fits])
         _write(PROFILES / "allreduce_fits.csv", [asdict(ar)])
         _write(PROFILES / "tp_transform_check.csv", check)
+        _write(PROFILES / "tp_scaling_fits.csv", [asdict(sc) for sc in scaling])
         print(f"wrote {PROFILES / 'service_fits.csv'}, allreduce_fits.csv, "
-              "tp_transform_check.csv")
+              "tp_transform_check.csv, tp_scaling_fits.csv")
     return 0
 
 

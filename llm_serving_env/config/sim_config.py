@@ -16,9 +16,13 @@ from llm_serving_env.config.sections import (
     SloConfig,
     default_scheduler,
 )
+from llm_serving_env.hardware.attention import AttentionCost
+from llm_serving_env.hardware.presets import SERVICE_PRESET_HARDWARE
 from llm_serving_env.hardware.service_config import ServiceConfig
 from llm_serving_env.hardware.specs import (
+    ATTENTION_EFFICIENCY_FITS,
     GPU_PRESETS,
+    MODEL_PRESETS,
     ModelSpec,
     kv_capacity_tokens,
     model_from_yaml,
@@ -292,6 +296,9 @@ def resolve_hardware(cfg: SimConfig) -> None:
         raise ConfigError("needs the bytes per token it carries: set "
                           "disaggregation.kv_bytes_per_token or a top-level model block", field,
                           value)
+    roles = ("mixed",) if dis is None else ("prefill", "decode")
+    for role in roles:
+        attention_cost(cfg, role)  # ConfigError now rather than at the first batch
     derived = resolve_kv_capacity(cfg)
     if derived is not None:
         gpus = dataclasses.replace(cfg.gpus, kv_capacity_tokens=derived)
@@ -307,3 +314,40 @@ def transfer_bytes_per_token(cfg: SimConfig) -> float:
         return float(dis.kv_bytes_per_token)
     return 0.0 if cfg.model is None else float(cfg.model.kv_bytes_per_token)
 
+
+
+def attention_cost(cfg: SimConfig, role: str = "mixed") -> AttentionCost | None:
+    """The attention term of the GPUs of ``role`` (None unless their service has
+    ``attention: true``): the model is the top-level ``model`` block, else the one the service
+    preset was measured on; the GPU ``gpus.gpu``, else the preset's; the tensor parallelism
+    ``service.tensor_parallel``, else the preset's, else 1; unset efficiencies the GPU's fit.
+
+    Raises:
+        ConfigError: naming ``service.attention`` (or the pool's) when the model or the GPU is
+            unknown or lacks what the term needs.
+    """
+    service = cfg.service_for(role)
+    if not service.attention:
+        return None
+    own = role != "mixed" and service is not cfg.service
+    field = f"disaggregation.{role}.service.attention" if own else "service.attention"
+    hardware = SERVICE_PRESET_HARDWARE.get(service.preset or "")
+    model = cfg.model
+    if model is None and hardware is not None and hardware.model is not None:
+        model = MODEL_PRESETS[hardware.model]
+    if model is None or model.hidden_size is None:
+        raise ConfigError("needs the model's shape with its hidden_size: a top-level model "
+                          "block (e.g. model: llama3_70b) or a service preset measured on a "
+                          "known model", field, True)
+    gpu = cfg.gpus.gpu if cfg.gpus.gpu is not None else (
+        hardware.gpu if hardware is not None else None)
+    if gpu is None:
+        raise ConfigError("needs the GPU's peak FLOP/s and HBM bandwidth: set gpus.gpu (one "
+                          f"of {', '.join(GPU_PRESETS)}) or use a service preset", field, True)
+    tp = service.tensor_parallel or (hardware.tensor_parallel if hardware is not None else 1)
+    bandwidth, flops = ATTENTION_EFFICIENCY_FITS[gpu]
+    if service.attention_bandwidth_efficiency is not None:
+        bandwidth = service.attention_bandwidth_efficiency
+    if service.attention_flops_efficiency is not None:
+        flops = service.attention_flops_efficiency
+    return AttentionCost.from_hardware(model, GPU_PRESETS[gpu], tp, bandwidth, flops)

@@ -26,13 +26,22 @@ linear preset measured at ``T0`` GPUs (:data:`SERVICE_PRESET_HARDWARE`) to ``T``
 * b0 does not change (the knee is where a GEMM's token dimension saturates the GPU, which
   splitting the weight dimension leaves alone; Vidur's b0 are 65, 63, 69, 66 at TP 1-8).
 
-What it misses: fixed per-iteration costs that do not shrink with T (CPU scheduling, sampling,
-kernel launches). On splitwise-sim's end-to-end Llama-2-70B A100 measurements the
-transformation from TP 2 under-predicts TP 4 and TP 8 by a median 25% and 52% (measured c
-stays ~48 ms from TP 4 on; see ``data/profiles/tp_transform_check.csv``): treat it as an
-optimistic bound on the benefit of more GPUs.
-A preset without an all-reduce fit for its GPU (H100) or of staircase form cannot be
-transformed; the weights must fit in ``T`` GPUs' memory.
+* for the presets fitted to splitwise-sim's end-to-end runs (``llama2_70b_*``) a part ``f``
+  of c does not shrink with T (CPU scheduling, sampling, kernel launches), and the all-reduce
+  is an effective one; ``f`` and the all-reduce's latency and bandwidth are fitted so the TP2
+  fit transforms into the TP4 and TP8 measurements (A100: f = 19.26 ms, 0.120 ms + size /
+  59.9 GB/s; H100: 14.56 ms, 0.091 ms + size / 101.6 GB/s).
+
+Residual (``data/profiles/tp_transform_check.csv``): against splitwise-sim's TP4 / TP8 points
+the transformed A100 preset errs by a median 11.6% / 14.2% (max 27.8% / 27.1%), the H100 one
+by 10.6% / 15.5% (max 27.8% / 41.8%); the piecewise-linear form fitted directly to those
+points errs by 8.2% / 8.9% (A100) and 8.9% / 15.7% (H100), so most of what is left is the
+form's. Without the fixed part, with Vidur's NVLink all-reduce, the A100 transformation
+under-predicted by a median 25% / 52%. The Vidur/Li presets keep f = 0 and Vidur's all-reduce
+(Vidur's linear ops do scale as 1/T to TP 4); for them the transformation is an optimistic
+bound on the benefit of more GPUs.
+A preset without an all-reduce fit or of staircase form cannot be transformed; the weights
+must fit in ``T`` GPUs' memory.
 """
 
 from __future__ import annotations
@@ -41,7 +50,12 @@ import difflib
 from dataclasses import dataclass
 from typing import Any
 
-from llm_serving_env.hardware.specs import ALLREDUCE_FITS, GPU_PRESETS, MODEL_PRESETS
+from llm_serving_env.hardware.specs import (
+    ALLREDUCE_FITS,
+    GPU_PRESETS,
+    MODEL_PRESETS,
+    AllReduceSpec,
+)
 from llm_serving_env.schema.fields import ConfigError
 
 __all__ = [
@@ -98,20 +112,46 @@ SERVICE_PRESETS: dict[str, dict[str, Any]] = {
     "llama2_70b_h100_tp2_staircase": {
         "model": "staircase", "c_ms": 3.851, "a_ms": 38.56, "b0_tokens": 261,
     },
+    # Context-aware presets (service.attention: true, llm_serving_env.hardware.attention):
+    # S(b) prices the linear layers and the attention term the context.
+    # Vidur's linear ops + TP all-reduces (the llama3_70b_a100_tp2_fit above: its profile has no
+    # attention kernel) plus attention at the A100 fit's efficiencies.
+    "llama3_70b_a100_tp2_attention": {
+        "model": "piecewise_linear", "c_ms": 55.06, "a_ms": 0.3232, "b0_tokens": 60,
+        "attention": True,
+    },
+    # Joint fits to splitwise-sim's Llama-2-70B TP2 points, each prefill and decode step with
+    # its own context (scripts/fit_attention.py, data/profiles/attention_fits.csv). A100: max
+    # relative error 13.9% (token-count model on the same 24 points: 19.3%), median 5.7%
+    # (6.3%); H100: RMSE 13.0 ms (28.0), median 2.9% (4.2%), max 23.1% (24.6%).
+    "llama2_70b_a100_tp2_attention": {
+        "model": "piecewise_linear", "c_ms": 57.2788, "a_ms": 0.35878, "b0_tokens": 81,
+        "attention": True,
+    },
+    "llama2_70b_h100_tp2_attention": {
+        "model": "piecewise_linear", "c_ms": 39.234, "a_ms": 0.140431, "b0_tokens": 179,
+        "attention": True,
+    },
 }
 
 
 @dataclass(frozen=True)
 class PresetHardware:
     """What a preset was measured on: the model (a ``hardware.MODEL_PRESETS`` name or None),
-    the GPU (``hardware.GPU_PRESETS``), GPUs per replica, and the all-reduce fit of its
-    interconnect (``hardware.ALLREDUCE_FITS``; None = no profile)."""
+    the GPU (``hardware.GPU_PRESETS``), GPUs per replica, the all-reduce fit of its
+    interconnect (``hardware.ALLREDUCE_FITS``; None = no profile) and the per-iteration time
+    in ms that does not shrink with more GPUs (:func:`transform_tensor_parallel`)."""
 
     model: str | None
     gpu: str
     tensor_parallel: int
     allreduce: str | None
+    fixed_ms: float = 0.0
 
+
+#: Per-iteration time (ms) that does not shrink with TP in splitwise-sim's runs, fitted with the
+#: ``splitwise_*`` all-reduces of ``hardware.specs.ALLREDUCE_FITS``.
+SPLITWISE_FIXED_MS: dict[str, float] = {"a100": 19.26, "h100": 14.56}
 
 SERVICE_PRESET_HARDWARE: dict[str, PresetHardware] = {
     "llama3_70b_a100_tp2": PresetHardware("llama3_70b", "a100_80gb", 2, "a100_nvlink"),
@@ -119,9 +159,17 @@ SERVICE_PRESET_HARDWARE: dict[str, PresetHardware] = {
     "llama3_70b_a100_tp2_fit": PresetHardware("llama3_70b", "a100_80gb", 2, "a100_nvlink"),
     "llama3_70b_a100_tp2_staircase_fit": PresetHardware("llama3_70b", "a100_80gb", 2,
                                                         "a100_nvlink"),
-    "llama2_70b_a100_tp2": PresetHardware("llama2_70b", "a100_80gb", 2, "a100_nvlink"),
-    "llama2_70b_h100_tp2": PresetHardware("llama2_70b", "h100_80gb", 2, None),
+    "llama2_70b_a100_tp2": PresetHardware("llama2_70b", "a100_80gb", 2, "splitwise_a100",
+                                          SPLITWISE_FIXED_MS["a100"]),
+    "llama2_70b_h100_tp2": PresetHardware("llama2_70b", "h100_80gb", 2, "splitwise_h100",
+                                          SPLITWISE_FIXED_MS["h100"]),
     "llama2_70b_h100_tp2_staircase": PresetHardware("llama2_70b", "h100_80gb", 2, None),
+    "llama3_70b_a100_tp2_attention": PresetHardware("llama3_70b", "a100_80gb", 2,
+                                                    "a100_nvlink"),
+    "llama2_70b_a100_tp2_attention": PresetHardware("llama2_70b", "a100_80gb", 2,
+                                                    "splitwise_a100", SPLITWISE_FIXED_MS["a100"]),
+    "llama2_70b_h100_tp2_attention": PresetHardware("llama2_70b", "h100_80gb", 2,
+                                                    "splitwise_h100", SPLITWISE_FIXED_MS["h100"]),
 }
 
 #: Tensor-parallel sizes a preset may be transformed to (the range Vidur profiles, 1-8).
@@ -138,7 +186,8 @@ def transform_tensor_parallel(
     num_layers: int,
     hidden_size: int,
     bytes_per_value: float,
-    allreduce: str | None,
+    allreduce: str | AllReduceSpec | None,
+    fixed_ms: float = 0.0,
 ) -> tuple[float, float, int]:
     """Rescale a piecewise-linear S(b) from ``from_tp`` to ``to_tp`` GPUs (module docstring).
 
@@ -146,29 +195,32 @@ def transform_tensor_parallel(
     ``k_t = 2 L * 2 (t - 1) / t * hidden_size * bytes_per_value / bus_bandwidth`` (ms/token),
     ``lam_t = 2 L * lat`` for t >= 2 and ``lam_1 = k_1 = 0``::
 
-        c_T = (T0 / T) * (c - lam_T0) + lam_T
+        c_T = f + (T0 / T) * (c - f - lam_T0) + lam_T
         a_T = (T0 / T) * (a - k_T0) + k_T
         b0_T = b0
 
-    ``allreduce=None`` models no communication (lam = k = 0). Returns ``(c_ms, a_ms,
-    b0_tokens)`` rounded to 6 decimals. Raises ValueError if the preset is smaller than its
-    own all-reduce cost.
+    where ``f = fixed_ms`` is per-iteration time that does not shrink with T (CPU scheduling,
+    sampling, launches; 0 assumes all of it splits). ``allreduce`` is an
+    :data:`~llm_serving_env.hardware.specs.ALLREDUCE_FITS` name or a spec; None models no
+    communication (lam = k = 0). Returns ``(c_ms, a_ms, b0_tokens)`` rounded to 6 decimals.
+    Raises ValueError if the preset is smaller than its own all-reduce and fixed cost.
     """
 
     def comm(t: int) -> tuple[float, float]:
         if allreduce is None or t <= 1:
             return 0.0, 0.0
-        spec = ALLREDUCE_FITS[allreduce]
+        spec = ALLREDUCE_FITS[allreduce] if isinstance(allreduce, str) else allreduce
         per_token = spec.time_ms(hidden_size * bytes_per_value, t) - spec.latency_ms
         return 2 * num_layers * spec.latency_ms, 2 * num_layers * per_token
 
     lam0, k0 = comm(from_tp)
     lam1, k1 = comm(to_tp)
-    if c_ms < lam0 or a_ms < k0:
+    if c_ms < lam0 + fixed_ms or a_ms < k0:
         raise ValueError(f"S(b) (c = {c_ms} ms, a = {a_ms} ms/token) is below the cost of its "
                          f"own all-reduces (c {lam0:.3f} ms, a {k0:.5f} ms/token)")
     scale = from_tp / to_tp
-    return (round(scale * (c_ms - lam0) + lam1, 6), round(scale * (a_ms - k0) + k1, 6),
+    return (round(fixed_ms + scale * (c_ms - fixed_ms - lam0) + lam1, 6),
+            round(scale * (a_ms - k0) + k1, 6),
             int(b0_tokens))
 
 
@@ -226,5 +278,5 @@ def resolve_service_preset(name: Any, tensor_parallel: Any = None,
     c, a, b0 = transform_tensor_parallel(
         fields["c_ms"], fields["a_ms"], fields["b0_tokens"], from_tp=hw.tensor_parallel,
         to_tp=tensor_parallel, num_layers=model.num_layers, hidden_size=model.hidden_size,
-        bytes_per_value=model.bytes_per_value, allreduce=hw.allreduce)
+        bytes_per_value=model.bytes_per_value, allreduce=hw.allreduce, fixed_ms=hw.fixed_ms)
     return {**fields, "c_ms": c, "a_ms": a, "b0_tokens": b0, "tensor_parallel": tensor_parallel}

@@ -40,6 +40,14 @@ class ServiceConfig:
     to the preset's own, and a different value rescales the preset
     (``presets.transform_tensor_parallel``), e.g. ``{preset: llama3_70b_a100_tp2,
     tensor_parallel: 4}``. Explicit ``c_ms``/``a_ms``/``b0_tokens`` are taken as given.
+
+    ``attention: true`` adds the context's attention time to S(b)
+    (``llm_serving_env.hardware.attention``): decodes read their KV at
+    ``attention_bandwidth_efficiency`` x the GPU's peak HBM bandwidth, prefill chunks attend at
+    ``attention_flops_efficiency`` x its peak FLOP/s (each in (0, 1]; None = the fit for the
+    GPU in ``hardware.specs.ATTENTION_EFFICIENCY_FITS``). The model's shape and the GPU come
+    from the top-level ``model`` block and ``gpus.gpu``, else from what the preset was measured
+    on; the tensor parallelism from ``tensor_parallel``. Off by default (the brief's model).
     """
 
     model: str = "piecewise_linear"
@@ -50,8 +58,24 @@ class ServiceConfig:
     cv: float | None = None
     preset: str | None = None  # the named preset the fields came from (documentation only)
     tensor_parallel: int | None = None  # GPUs per replica (see the class docstring)
+    attention: bool = False
+    attention_bandwidth_efficiency: float | None = None
+    attention_flops_efficiency: float | None = None
 
     def __post_init__(self) -> None:
+        if not isinstance(self.attention, bool):
+            raise ConfigError("must be true or false", "attention", self.attention)
+        for name in ("attention_bandwidth_efficiency", "attention_flops_efficiency"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if not self.attention:
+                raise ConfigError("is only used with attention: true", name, value)
+            value = as_float(name, value, gt=0.0)
+            if value > 1.0:
+                raise ConfigError("must be in (0, 1]: a fraction of the GPU's peak (above 1 "
+                                  "would beat the hardware)", name, value)
+            object.__setattr__(self, name, value)
         if self.tensor_parallel is not None:
             object.__setattr__(self, "tensor_parallel",
                                as_int("tensor_parallel", self.tensor_parallel, ge=1))
@@ -78,15 +102,20 @@ class ServiceConfig:
         that differ from the (rescaled) preset, so ``replace`` of the preset or of
         ``tensor_parallel`` re-resolves the rest."""
         d = to_flat_dict(self)
+        # the attention fields at their defaults are left out (the brief's model keeps the
+        # YAML form it always had), unless a preset sets them otherwise
+        defaults = {"attention": False, "attention_bandwidth_efficiency": None,
+                    "attention_flops_efficiency": None}
         if self.preset is None:
-            return d
+            return {k: v for k, v in d.items() if k not in defaults or v != defaults[k]}
 
         try:
             base = resolve_service_preset(self.preset, self.tensor_parallel)
         except ConfigError:  # built by hand with a preset name that does not resolve
             return d
         keep = ("preset", "tensor_parallel")
-        return {k: v for k, v in d.items() if k in keep or k not in base or base[k] != v}
+        return {k: v for k, v in d.items() if k in keep or (
+            base[k] != v if k in base else k not in defaults or v != defaults[k])}
 
     @classmethod
     def from_dict(cls, d: Any, path: str = "service") -> ServiceConfig:

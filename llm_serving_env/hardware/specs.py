@@ -47,6 +47,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ALLREDUCE_FITS",
+    "ATTENTION_EFFICIENCY_FITS",
     "GPU_PRESETS",
     "INTERCONNECT_PRESETS",
     "MODEL_PRESETS",
@@ -186,19 +187,39 @@ def model_from_yaml(value: Any, path: str = "model") -> ModelSpec:
 
 @dataclass(frozen=True)
 class GpuSpec:
-    """One GPU: its memory in GB (1e9 bytes, the nominal marketed size)."""
+    """One GPU: its memory in GB (1e9 bytes, the nominal marketed size), its peak dense
+    fp16/bf16 tensor throughput in TFLOP/s (1e12 FLOP/s) and its HBM bandwidth in GB/s
+    (1e9 B/s); None = unknown."""
 
     memory_gb: float
     description: str = ""
+    peak_tflops: float | None = None
+    hbm_gb_per_s: float | None = None
 
 
-#: Nominal memory (NVIDIA datasheets). The marketed "80GB" is 80 GiB of HBM (85.9e9 B); using
+#: Nominal memory, dense (no sparsity) fp16/bf16 tensor-core peak and HBM bandwidth (NVIDIA
+#: datasheets, SXM parts: A100 312 TFLOP/s, 2,039 GB/s for 80GB and 1,555 GB/s for 40GB;
+#: H100 SXM 989 TFLOP/s, 3,350 GB/s). The marketed "80GB" is 80 GiB of HBM (85.9e9 B); using
 #: the nominal 80e9 B errs on the small side by 7%, about what drivers and the CUDA context
 #: take. Set ``gpus.memory_gb`` to override.
 GPU_PRESETS: dict[str, GpuSpec] = {
-    "a100_80gb": GpuSpec(80.0, "NVIDIA A100 80GB (HBM2e)"),
-    "a100_40gb": GpuSpec(40.0, "NVIDIA A100 40GB (HBM2)"),
-    "h100_80gb": GpuSpec(80.0, "NVIDIA H100 80GB (HBM3, SXM)"),
+    "a100_80gb": GpuSpec(80.0, "NVIDIA A100 80GB (HBM2e)", 312.0, 2039.0),
+    "a100_40gb": GpuSpec(40.0, "NVIDIA A100 40GB (HBM2)", 312.0, 1555.0),
+    "h100_80gb": GpuSpec(80.0, "NVIDIA H100 80GB (HBM3, SXM)", 989.0, 3350.0),
+}
+
+
+#: Fitted attention efficiencies per GPU preset, ``(bandwidth, flops)``: fractions of the peak
+#: HBM bandwidth reached by decode attention and of the peak FLOP/s reached by prefill
+#: attention (``scripts/fit_attention.py`` on splitwise-sim's Llama-2-70B TP2 measurements,
+#: ``data/profiles/attention_fits.csv``). A100: 0.30 (single-request decode steps grow by
+#: 0.36 us per context token against 0.080 us at peak) and 1.0 (the fit's bound: prefills up
+#: to 8,192 tokens leave attention's quadratic cost below the measurements' noise); H100:
+#: 0.96 and 0.25. The A100-40GB shares the 80GB part's.
+ATTENTION_EFFICIENCY_FITS: dict[str, tuple[float, float]] = {
+    "a100_80gb": (0.3018, 1.0),
+    "a100_40gb": (0.3018, 1.0),
+    "h100_80gb": (0.9591, 0.2501),
 }
 
 
@@ -313,6 +334,13 @@ ALLREDUCE_FITS: dict[str, AllReduceSpec] = {
     # PCIe, ~16 GB/s) is a different topology and is not used.
     "a100_nvlink": AllReduceSpec(0.0381, 192.9,
                                  "vidur a100_pairwise_nvlink all_reduce.csv, 2 workers"),
+    # Effective all-reduces fitted, with a fixed per-iteration time that does not shrink with
+    # TP (presets.PresetHardware.fixed_ms: A100 19.26 ms, H100 14.56 ms), so that the TP2
+    # fits of splitwise-sim's end-to-end Llama-2-70B times transform into its TP4 and TP8
+    # times (scripts/fit_service_presets.py, data/profiles/tp_scaling_fits.csv). They absorb
+    # whatever else grows with TP in those runs; not a measurement of the link.
+    "splitwise_a100": AllReduceSpec(0.1204, 59.9, "fitted to splitwise-sim A100 TP4/TP8"),
+    "splitwise_h100": AllReduceSpec(0.0910, 101.6, "fitted to splitwise-sim H100 TP4/TP8"),
 }
 
 

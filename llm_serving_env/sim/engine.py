@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from llm_serving_env.config.sim_config import transfer_bytes_per_token
+from llm_serving_env.config.sim_config import attention_cost, transfer_bytes_per_token
 from llm_serving_env.hardware.service import ServiceModel
 from llm_serving_env.schema.fields import ConfigError
 from llm_serving_env.sim.batch import Batch, SchedulingError, Wait
@@ -202,6 +202,7 @@ class Simulator:
             ServiceModel.from_config(self.config.service_for(self.roles[g]),
                                      np.random.default_rng(ss))
             for g, ss in enumerate(service_ss.spawn(self.num_gpus))]
+        self._attention = [attention_cost(self.config, role) for role in self.roles]
         w = self.workload
         n = len(w)
         self.n = n
@@ -565,6 +566,10 @@ class Simulator:
         prefill_tokens = int(ptoks.sum())
         load = prefill_tokens + int(dids.size)
         duration = self.services[g].sample_s(load)
+        attention = self._attention[g]
+        if attention is not None:
+            duration += attention.time_s(self.prompt[dids] + self.generated[dids],
+                                         self.prefilled[pids], ptoks)
         end = self.now_s + duration
         if num_new:
             new = pids[self.gpu_of[pids] < 0]
