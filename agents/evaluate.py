@@ -180,6 +180,9 @@ def bound_blocker(config: SimConfig) -> str:
     if any(n != "deterministic" for n in noisy.values()):
         return ("service noise: an iteration can be arbitrarily short, so no scheduler-free "
                 "bound holds (bound the deterministic config instead)")
+    if config.gpus.prefix_caching:
+        return ("prefix caching: cached prefixes skip prefill work the bound charges in full "
+                "(bound the config without it)")
     return ""
 
 

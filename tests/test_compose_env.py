@@ -66,6 +66,8 @@ SHIPPED = {
     "configs/azure_conv.yaml": 200,
     # two SLO classes: slo_classes plans each decode by its own class's TBT
     "configs/benchmarks/two_class.yaml": 300,
+    # context-aware iteration time (service.attention), long prompts
+    "configs/benchmarks/long_context.yaml": 40,
 }
 
 

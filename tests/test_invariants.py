@@ -76,9 +76,19 @@ def run_and_record(cfg, policy, seed):
             holder = np.where(sim._kv_source >= 0, sim._kv_source, sim.gpu_of)
             moving = [r for _, _, r, _, _ in sim._transfers]
             assert (sim._kv_source[moving] >= 0).all()
-            assert sim.kv_used_blocks == [int(sim.kv_blocks[holder == g].sum())
+            # with prefix caching a GPU also holds its cached prefix blocks, shared by the
+            # requests that reference them, and each block's references are those requests
+            caches = sim._caches or [None] * sim.num_gpus
+            cached = [0 if c is None else c.kv_blocks for c in caches]
+            assert sim.kv_used_blocks == [int(sim.kv_blocks[holder == g].sum()) + cached[g]
                                           for g in range(sim.num_gpus)]
-            assert sum(sim.kv_used_blocks) == int(sim.kv_blocks.sum())
+            assert sum(sim.kv_used_blocks) == int(sim.kv_blocks.sum()) + sum(cached)
+            for g, cache in enumerate(caches):
+                if cache is not None:
+                    mine = holder == g
+                    shared = sim.kv_shared_tokens[mine] // sim._prefix_block_tokens
+                    assert sum(cache.refs.values()) == int(shared.sum())
+                    assert len(cache.unreferenced) == sum(v == 0 for v in cache.refs.values())
     assert (sim.generated == sim.output).all()
     assert (sim.outstanding == 0).all()  # routing bookkeeping balances
     assert (sim.outstanding_tokens == 0).all()

@@ -440,6 +440,11 @@ def slo_bound_details(
     cfg = as_config(config)
     if cfg.slo is None:
         raise ValueError("slo_upper_bound needs an SLO: set slo: {ttft_ms, tbt_ms} in the config")
+    if cfg.gpus.prefix_caching:
+        # cached prefixes skip prefill work that the relaxation charges in full, so its value
+        # would not bound what a cache-using scheduler attains
+        raise ValueError("slo_upper_bound does not model prefix caching: set "
+                         "gpus.prefix_caching: false (the bound then holds for runs without it)")
     dis = cfg.disaggregation
     if dis is None:
         pre_svc = dec_svc = _service(cfg, "mixed")
@@ -591,6 +596,7 @@ def slo_upper_bound(
         workload: an explicit workload (e.g. a replayed trace) instead of the generated one.
 
     Raises:
-        ValueError: the config has no ``slo``, or its service has random noise.
+        ValueError: the config has no ``slo``, its service has random noise, or it caches
+            prefixes (``gpus.prefix_caching``).
     """
     return slo_bound_details(config, seed, workload).bound

@@ -28,7 +28,7 @@ from llm_serving_env.schema.fields import (
     to_flat_dict,
 )
 
-ROUTERS: tuple[str, ...] = ("central", "round_robin", "jsq", "least_tokens")
+ROUTERS: tuple[str, ...] = ("central", "round_robin", "jsq", "least_tokens", "prefix_affinity")
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,9 @@ class GpuConfig:
     ``count`` identical GPUs; ``router`` assigns requests to GPUs (``central``: one shared
     queue; ``round_robin``; ``jsq``: join the queue with the fewest outstanding requests;
     ``least_tokens``: the fewest outstanding tokens of work, prefill tokens plus decodes, i.e.
-    L + B - 1 per request, counting what a request has left); ``max_batch_tokens`` (K) caps
+    L + B - 1 per request, counting what a request has left; ``prefix_affinity``: the GPU
+    holding the longest prefix of the request, balanced against load, see
+    ``llm_serving_env.sim.routing``); ``max_batch_tokens`` (K) caps
     the token load of one batch; ``max_batch_requests`` caps the requests resident on one GPU;
     ``kv_capacity_tokens`` is the KV cache size per GPU in tokens (None = unlimited), allocated
     in blocks of ``kv_block_tokens`` tokens.
@@ -51,6 +53,12 @@ class GpuConfig:
     (``hardware.resolve_kv_capacity``). A given ``kv_capacity_tokens`` overrides them.
     ``kv_capacity_derived`` (not a YAML key) marks a derived value, which ``to_dict`` writes as
     null so that it is derived again.
+
+    ``prefix_caching: true`` gives each GPU a cache of KV prefix blocks
+    (``llm_serving_env.sim.prefix_cache``): a request reuses the longest cached prefix of its
+    prompt and prefills the rest; unreferenced blocks are evicted least recently used when KV
+    memory is needed. Prefix identity comes from the workload (a replayed trace's
+    ``hash_ids``, or ``workload.prefix_sharing``).
     """
 
     count: int = 1
@@ -62,6 +70,7 @@ class GpuConfig:
     gpu: str | None = None
     memory_gb: float | None = None
     memory_utilization: float = 0.9
+    prefix_caching: bool = False
     kv_capacity_derived: bool = field(default=False, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -77,6 +86,11 @@ class GpuConfig:
         object.__setattr__(self, "memory_utilization", util)
         object.__setattr__(self, "count", as_int("count", self.count, ge=1))
         choice("router", self.router, ROUTERS)
+        if not isinstance(self.prefix_caching, bool):
+            raise ConfigError("must be true or false", "prefix_caching", self.prefix_caching)
+        if self.router == "prefix_affinity" and not self.prefix_caching:
+            raise ConfigError("routes by cached prefixes: it needs prefix_caching: true",
+                              "router", self.router)
         object.__setattr__(
             self, "max_batch_tokens", as_int("max_batch_tokens", self.max_batch_tokens, ge=1)
         )
@@ -96,6 +110,8 @@ class GpuConfig:
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.init}
         if self.kv_capacity_derived:
             d["kv_capacity_tokens"] = None
+        if not self.prefix_caching:
+            del d["prefix_caching"]
         return d
 
     @classmethod

@@ -182,6 +182,8 @@ class SimConfig:
 #: Blocks whose sub-keys may be added by ``replace`` (scheduler parameters; optional blocks;
 #: ``service`` and ``model``, whose YAML form omits the fields equal to their preset's).
 _OPEN_BLOCKS: tuple[str, ...] = ("scheduler", "slo", "disaggregation", "service", "model")
+#: Optional keys whose YAML form is omitted at their default, so ``replace`` may add them.
+_OPTIONAL_KEYS: tuple[str, ...] = ("workload.prefix_sharing", "gpus.prefix_caching")
 
 
 def _set_path(d: dict[str, Any], dotted: Any, value: Any) -> None:
@@ -207,7 +209,7 @@ def _set_path(d: dict[str, Any], dotted: Any, value: Any) -> None:
         if not isinstance(node, dict):
             parent = ".".join(parts[:depth])
             raise ConfigError("is not a mapping, so it has no sub-keys", parent, node)
-        may_add = created or (depth == 1 and parts[0] in _OPEN_BLOCKS)
+        may_add = created or (depth == 1 and parts[0] in _OPEN_BLOCKS) or here in _OPTIONAL_KEYS
         if part not in node and not may_add:
             allowed = sorted(node)
             raise ConfigError(

@@ -33,6 +33,7 @@ from llm_serving_env.hardware.service import ServiceModel
 from llm_serving_env.schema.fields import ConfigError
 from llm_serving_env.sim.batch import Batch, SchedulingError, Wait
 from llm_serving_env.sim.id_line import IdLine
+from llm_serving_env.sim.prefix_cache import PrefixCache
 from llm_serving_env.sim.result import RunResult
 from llm_serving_env.sim.scheduler import DecisionView, RequestTable, WorkloadLimits
 from llm_serving_env.workload.generate import Workload, generate_workload
@@ -43,6 +44,8 @@ if TYPE_CHECKING:
 _EMPTY = np.zeros(0, dtype=np.int64)
 _EMPTY.flags.writeable = False
 _INF = math.inf
+
+
 
 
 def _frozen(arr: np.ndarray) -> np.ndarray:
@@ -216,7 +219,9 @@ class Simulator:
         # read this array, and must not learn a prompt before its arrival)
         self.target = np.zeros(n, dtype=np.int64)
         self.kv_tokens = np.zeros(n, dtype=np.int64)  # tokens whose KV is held (reserved)
-        self.kv_blocks = np.zeros(n, dtype=np.int64)  # paged blocks held
+        self.kv_blocks = np.zeros(n, dtype=np.int64)  # paged blocks held (its own)
+        # of kv_tokens, those in cached prefix blocks the GPU's prefix cache owns
+        self.kv_shared_tokens = np.zeros(n, dtype=np.int64)
         self.generated = np.zeros(n, dtype=np.int64)
         self.gpu_of = np.full(n, -1, dtype=np.int64)  # -1 queued, -2 moving to a decode GPU
         self.first_gpu = np.full(n, -1, dtype=np.int64)
@@ -248,7 +253,8 @@ class Simulator:
             tbt_objective_s=self._public_tbt_objective_s,
             prefilled_tokens=self.prefilled, prefill_target_tokens=self.target,
             generated_tokens=self.generated, last_token_s=self.last_token_s, gpu=self.gpu_of,
-            kv_tokens=self.kv_tokens, kv_blocks=self.kv_blocks)
+            kv_tokens=self.kv_tokens, kv_blocks=self.kv_blocks,
+            kv_shared_tokens=self.kv_shared_tokens)
 
         g = self.num_gpus
         self.now_s = 0.0
@@ -280,7 +286,8 @@ class Simulator:
         # holds what each request currently adds to its GPU's total, so the totals stay exact
         # sums of the estimates however far the truth departs from them.
         # (one queue means central routing, whatever the router's name)
-        self._track_tokens = self.router == "least_tokens" and self._num_queues > 1
+        self._track_tokens = (self.router in ("least_tokens", "prefix_affinity")
+                              and self._num_queues > 1)
         self.outstanding_tokens = np.zeros(g, dtype=np.int64)
         if self._track_tokens:
             guess = np.asarray(w.predicted_output_tokens, dtype=np.float64)
@@ -292,10 +299,12 @@ class Simulator:
         # the prefill GPU whose blocks hold a request's KV from its transfer until a decode
         # GPU admits it (-1 otherwise): KV that moves stays counted where it is
         self._kv_source = np.full(n, -1, dtype=np.int64)
+        self._reset_prefix_caches()
         self._reset_transfers()
         self.num_finished = 0
         self.num_finished_measured = 0  # of them, requests after the warm-up
         self._rr_next = 0
+        self._route_cached = 0  # prompt tokens the last prefix_affinity choice expects cached
         self._batches = _BatchLog()
         # per decode batch, in completion order: its decode ids, their gaps, its batch row
         self._gap_ids: list[np.ndarray] = []
@@ -350,6 +359,8 @@ class Simulator:
             self._view_line = self._lines[q] if self.roles[g] != "decode" else None
         self._view_waiting = waiting
         kv_free = (self.kv_capacity_blocks - self.kv_used_blocks[g]) if self.kv_enabled else _INF
+        if self.kv_enabled and self._caches is not None and self._caches[g] is not None:
+            kv_free += self._caches[g].evictable_kv_blocks  # free on demand, as in vLLM
         return DecisionView(
             self.now_s, g, waiting, partial.size, self.decoding[g],
             partial.size + self.decoding[g].size, self.max_batch_tokens,
@@ -445,11 +456,11 @@ class Simulator:
             return
         touched = set()
         for i in range(start, stop):
-            g = self._route()
+            g = self._route(i)
             self.queue_of[i] = g
             self.outstanding[g] += 1
-            if self._track_tokens:
-                work = int(self.prompt[i] + self._route_output[i] - 1)
+            if self._track_tokens:  # (prefix_affinity: less what it expects cached there)
+                work = int(self.prompt[i] + self._route_output[i] - 1) - self._route_cached
                 self._charged[i] = work
                 self.outstanding_tokens[g] += work
             self._lines[g].append(i)
@@ -518,9 +529,11 @@ class Simulator:
         line.reset(np.concatenate((waiting[:npart], ids, waiting[npart:])))
         self._sync(q)
 
-    def _route(self) -> int:
-        """GPU (of those that prefill) for a new arrival under a per-GPU router."""
+    def _route(self, i: int) -> int:
+        """GPU (of those that prefill) for new arrival ``i`` under a per-GPU router."""
         gpus = self._prefill_gpus
+        if self.router == "prefix_affinity":
+            return self._route_by_prefix(i, gpus)
         if self.router == "round_robin":
             g = gpus[self._rr_next]
             self._rr_next = (self._rr_next + 1) % len(gpus)
@@ -556,10 +569,19 @@ class Simulator:
             if not np.array_equal(in_order, dids):
                 action = Batch(prefill_ids=action.prefill_ids,
                                prefill_tokens=action.prefill_tokens, decode_ids=in_order)
+        hits = None
+        if num_new and self._caches is not None:
+            action, hits = self._apply_prefix_hits(action, g)
         if self.kv_enabled:
+            self._hits_taken = bool(hits)
+            self._kv_wait = False
             action = self._reserve_kv(action, g)
-            if action is None:  # every request of the batch was preempted: decide again
-                return
+            if hits is not None:  # new requests the KV check left queued give their hits back
+                self._undo_prefix_hits(hits, action, g)
+            if action is None:
+                if self._kv_wait:  # nothing fits until an event frees memory
+                    self.parked[g] = True
+                return  # else every request of the batch was preempted: decide again
             if num_new:
                 num_new = int((self.gpu_of[action.prefill_ids] < 0).sum())
         pids, ptoks, dids = action.prefill_ids, action.prefill_tokens, action.decode_ids
@@ -681,6 +703,8 @@ class Simulator:
             now_complete = prefilled == self.target[pids]
             if now_complete.any():
                 completed = pids[now_complete]
+                if self._caches is not None and self.roles[g] != "decode":
+                    self._cache_prefixes(completed, g)
                 before = self.generated[completed]
                 resumed = before > 0  # recomputed after a preemption: emits its next token
                 if resumed.any():
@@ -740,6 +764,8 @@ class Simulator:
         self.num_finished_measured += (done.size if not self.warmup
                                        else int(np.count_nonzero(done >= self.warmup)))
         self.outstanding[g] -= done.size
+        if self._caches is not None:
+            self._release_prefixes(done, g)
         if self.kv_enabled:
             self.kv_used_blocks[g] -= int(self.kv_blocks[done].sum())
             self.kv_blocks[done] = 0
@@ -846,6 +872,8 @@ class Simulator:
                 self.kv_used_blocks[int(self._kv_source[r])] -= int(self.kv_blocks[r])
                 self.kv_blocks[r] = need
                 self.kv_used_blocks[g] += need
+            if self._caches is not None:  # its prefix blocks stay cached at the source
+                self._release_prefixes(np.array([r]), int(self._kv_source[r]))
             self._kv_source[r] = -1
             admitted.append(queue.pop(0))
             resident += 1
@@ -853,6 +881,146 @@ class Simulator:
             ids = np.asarray(admitted, dtype=np.int64)
             self.gpu_of[ids] = g
             self.decoding[g] = _frozen(np.concatenate((self.decoding[g], ids)))
+
+    # ------------------------------------------------------------------ prefix caching
+    def _reset_prefix_caches(self) -> None:
+        """One :class:`PrefixCache` per GPU that prefills when ``gpus.prefix_caching`` is on
+        and the workload names prefix blocks; ``_caches`` is None otherwise."""
+        w = self.workload
+        n = self.n
+        self.cached_tokens = np.zeros(n, dtype=np.int64)
+        self._caches: list[PrefixCache | None] | None = None
+        if not (self.config.gpus.prefix_caching and w.prefix_block_tokens):
+            return
+        bt = int(w.prefix_block_tokens)
+        if self.kv_enabled and bt % self.kv_block_tokens:
+            raise ConfigError(
+                f"prefix blocks of {bt} tokens must be whole KV blocks of "
+                f"{self.kv_block_tokens} tokens for prefix caching", "gpus.kv_block_tokens",
+                self.kv_block_tokens)
+        self._prefix_block_tokens = bt
+        per_block = bt // self.kv_block_tokens if self.kv_enabled else 0
+        self._caches = [PrefixCache(per_block) if role != "decode" else None
+                        for role in self.roles]
+        offsets = np.asarray(w.prefix_offsets)
+        self._chain_start = offsets[:-1]
+        # only full blocks are cached
+        self._full_blocks = np.minimum(self.prompt // bt, np.diff(offsets))
+        self._chain_ids = np.asarray(w.prefix_ids)
+        self._routed: list[set[int]] = [set() for _ in range(self.num_gpus)]
+
+    def _shared_blocks(self, r: int) -> int:
+        """Leading prefix blocks of request ``r`` it references in its GPU's cache."""
+        return int(self.kv_shared_tokens[r]) // self._prefix_block_tokens
+
+    def _chain(self, r: int, blocks: int) -> list[int]:
+        start = int(self._chain_start[r])
+        return self._chain_ids[start:start + blocks].tolist()
+
+    def _apply_prefix_hits(self, batch: Batch, g: int) -> tuple[Batch, list[int]]:
+        """Admit the batch's new requests to GPU ``g``'s prefix cache: each references the
+        longest run of its leading blocks cached there and starts its prefill after them (at
+        most ``target - 1`` tokens: the last is always computed, as in vLLM); its chunk keeps
+        its size, capped at what is left. Returns the batch and the requests that hit."""
+        cache = self._caches[g]
+        pids, ptoks = batch.prefill_ids, batch.prefill_tokens
+        bt = self._prefix_block_tokens
+        hits: list[int] = []
+        tokens = None
+        for j in np.flatnonzero(self.gpu_of[pids] < 0).tolist():
+            r = int(pids[j])
+            full = int(self._full_blocks[r])
+            if not full:
+                continue
+            chain = self._chain(r, full)
+            k = cache.match(np.asarray(chain))
+            if not k:
+                continue
+            cache.acquire(chain[:k])
+            self.kv_shared_tokens[r] = k * bt
+            cached = min(k * bt, int(self.target[r]) - 1)
+            self.prefilled[r] = cached
+            self.kv_tokens[r] = cached
+            if math.isnan(self.first_scheduled_s[r]):  # its first admission
+                self.cached_tokens[r] = cached
+            if tokens is None:
+                tokens = ptoks.copy()
+            tokens[j] = min(int(tokens[j]), int(self.target[r]) - cached)
+            hits.append(r)
+        if tokens is None:
+            return batch, hits
+        return Batch(prefill_ids=pids, prefill_tokens=tokens, decode_ids=batch.decode_ids), hits
+
+    def _undo_prefix_hits(self, hits: list[int], batch: Batch | None, g: int) -> None:
+        """Give back the hits of requests that stay queued after all (KV admission)."""
+        kept = set() if batch is None else set(batch.prefill_ids.tolist())
+        for r in hits:
+            if r in kept:
+                continue
+            self._caches[g].release(self._chain(r, self._shared_blocks(r)))
+            self.kv_shared_tokens[r] = 0
+            self.prefilled[r] = 0
+            self.kv_tokens[r] = 0
+            if math.isnan(self.first_scheduled_s[r]):
+                self.cached_tokens[r] = 0
+
+    def _cache_prefixes(self, completed: np.ndarray, g: int) -> None:
+        """Prefills just completed on ``g``: their full prompt blocks join the cache (KV
+        already counted moves from the request to the cache; a block cached meanwhile by
+        another request is shared and this request's copy freed)."""
+        cache = self._caches[g]
+        per_block = cache.kv_blocks_per_block
+        for r in completed.tolist():
+            k, full = self._shared_blocks(r), int(self._full_blocks[r])
+            if full <= k:
+                continue
+            new = cache.insert(self._chain(r, full)[k:])
+            self.kv_shared_tokens[r] = full * self._prefix_block_tokens
+            if self.kv_enabled:
+                self.kv_blocks[r] -= (full - k) * per_block
+                self.kv_used_blocks[g] -= (full - k - new) * per_block
+
+    def _release_prefixes(self, ids: np.ndarray, g: int) -> None:
+        """``ids`` no longer use GPU ``g``'s cached blocks (finished, preempted, moved)."""
+        cache = self._caches[g]
+        for r in ids.tolist():
+            k = self._shared_blocks(r)
+            if k:
+                cache.release(self._chain(r, k))
+                self.kv_shared_tokens[r] = 0
+
+    def _evict_for(self, blocks: int, g: int) -> int:
+        """Evict unreferenced cached blocks of GPU ``g`` to free up to ``blocks`` KV blocks;
+        returns the blocks freed."""
+        freed = self._caches[g].evict(blocks)
+        self.kv_used_blocks[g] -= freed
+        return freed
+
+    def _route_by_prefix(self, i: int, gpus: list[int]) -> int:
+        """``prefix_affinity``: the GPU where request ``i`` adds the least work, counting the
+        outstanding token work of each GPU (as ``least_tokens``) plus this request's prompt
+        tokens that GPU has not cached. The cached part is the longest run of the prompt's
+        leading blocks among the prompts the router has sent to that GPU (its approximate
+        view of the caches, as SGLang's router keeps, never evicted). Ties go to the lowest
+        GPU index."""
+        full = int(self._full_blocks[i]) if self._caches is not None else 0
+        chain = self._chain(i, full) if full else []
+        prompt = int(self.prompt[i])
+        best, choice = None, gpus[0]
+        for g in gpus:
+            seen, k = self._routed[g], 0
+            for h in chain:
+                if h not in seen:
+                    break
+                k += 1
+            cost = int(self.outstanding_tokens[g]) + prompt - min(
+                k * self._prefix_block_tokens, prompt - 1)
+            if best is None or cost < best:
+                best, choice = cost, g
+        if chain:
+            self._routed[choice].update(chain)
+        self._route_cached = int(self.prompt[i]) + int(self.outstanding_tokens[choice]) - best
+        return choice
 
     # ------------------------------------------------------------------ KV cache
     def _reserve_kv(self, batch: Batch, g: int) -> Batch | None:
@@ -866,14 +1034,22 @@ class Simulator:
         requests are admitted only into what is then left: their chunks, in batch order, are
         cut to the free blocks (the first that does not fit whole is shortened, the rest are
         dropped and stay queued). If nothing of the batch is left and nothing was preempted,
-        nothing could run: rule ``kv_memory``.
+        nothing could run: rule ``kv_memory``. With prefix caching, unreferenced cached blocks
+        are evicted (least recently used first) before anything is preempted or cut.
         """
         bs = self.kv_block_tokens
         pids, ptoks, dids = batch.prefill_ids, batch.prefill_tokens, batch.decode_ids
         free = self.kv_capacity_blocks - self.kv_used_blocks[g]
-        dec_need = -(-(self.kv_tokens[dids] + 1) // bs) - self.kv_blocks[dids]
-        pre_need = -(-(self.kv_tokens[pids] + ptoks) // bs) - self.kv_blocks[pids]
+        own_d, own_p = self.kv_tokens[dids], self.kv_tokens[pids]  # tokens in own blocks
+        caching = self._caches is not None and self._caches[g] is not None
+        if caching:  # the blocks of a cached prefix are the cache's
+            own_d = own_d - self.kv_shared_tokens[dids]
+            own_p = own_p - self.kv_shared_tokens[pids]
+        dec_need = -(-(own_d + 1) // bs) - self.kv_blocks[dids]
+        pre_need = -(-(own_p + ptoks) // bs) - self.kv_blocks[pids]
         running = self.gpu_of[pids] == g  # partially prefilled here: growing, as decodes
+        if caching and int(dec_need.sum()) + int(pre_need.sum()) > free:
+            free += self._evict_for(int(dec_need.sum()) + int(pre_need.sum()) - free, g)
         if int(dec_need.sum()) + int(pre_need[running].sum()) > free:
             residents = np.concatenate((self.partial[g], self.decoding[g]))
             order = np.sort(residents)[::-1]  # latest arrival first (ids are arrival order)
@@ -891,8 +1067,11 @@ class Simulator:
             keep_p = ~np.isin(pids, victims_arr)
             dids, dec_need = dids[keep_d], dec_need[keep_d]
             pids, ptoks, pre_need = pids[keep_p], ptoks[keep_p], pre_need[keep_p]
-            running = running[keep_p]
+            own_p, running = own_p[keep_p], running[keep_p]
             free = self.kv_capacity_blocks - self.kv_used_blocks[g]
+            if caching and int(dec_need.sum()) + int(pre_need.sum()) > free:
+                # the victims' cached prefixes may have become evictable
+                free += self._evict_for(int(dec_need.sum()) + int(pre_need.sum()) - free, g)
             if dids.size == 0 and pids.size == 0:
                 return None
             preempted = True
@@ -908,10 +1087,10 @@ class Simulator:
                     room -= int(pre_need[i])
                     continue
                 r = int(pids[i])
-                fit = (int(self.kv_blocks[r]) + max(room, 0)) * bs - int(self.kv_tokens[r])
+                fit = (int(self.kv_blocks[r]) + max(room, 0)) * bs - int(own_p[i])
                 if fit > 0:
                     ptoks[i] = min(int(ptoks[i]), fit)
-                    pre_need[i] = -(-(int(self.kv_tokens[r]) + int(ptoks[i])) // bs) \
+                    pre_need[i] = -(-(int(own_p[i]) + int(ptoks[i])) // bs) \
                         - int(self.kv_blocks[r])
                     room -= int(pre_need[i])
                 else:
@@ -920,6 +1099,12 @@ class Simulator:
             pids, ptoks, pre_need = pids[keep], ptoks[keep], pre_need[keep]
             if dids.size == 0 and pids.size == 0:
                 if preempted:
+                    return None
+                if self._hits_taken:
+                    # the evictable blocks the view counted as free were these requests'
+                    # own cached prefixes, which their hits now hold: nothing fits until
+                    # memory frees (a transfer, a finish); the GPU waits for the next event
+                    self._kv_wait = True
                     return None
                 raise SchedulingError(
                     "kv_memory", f"no chunk of the batch fits in the {free} free KV blocks of "
@@ -941,6 +1126,8 @@ class Simulator:
         at the front of their queue, in arrival order; their next prefill covers the prompt
         and every token generated so far."""
         self.kv_used_blocks[g] -= int(self.kv_blocks[victims].sum())
+        if self._caches is not None:
+            self._release_prefixes(victims, g)
         self.kv_blocks[victims] = 0
         self.kv_tokens[victims] = 0
         self.prefilled[victims] = 0
@@ -989,7 +1176,7 @@ class Simulator:
             preemptions=self.preemptions.copy(), batch_columns=self._batches.trimmed(),
             tbt_gaps_s=gaps[measured], tbt_gap_batch=rows[measured], num_gpus=self.num_gpus,
             transfer_columns=self._transfer_columns(), policy=policy,
-            slo_class=self.slo_class.copy())
+            slo_class=self.slo_class.copy(), cached_tokens=self.cached_tokens.copy())
 
     def _transfer_columns(self) -> dict[str, np.ndarray]:
         """The landed KV transfers in landing order: request, src, dst (GPU ids), start_s,

@@ -74,6 +74,8 @@ class RunResult:
     transfer_columns: dict[str, np.ndarray] = field(default_factory=dict)
     policy: str = ""  # the scheduler that ran (Scheduler.label); "" = the config's scheduler
     slo_class: np.ndarray | None = None  # index into slo.classes per request (None: all 0)
+    # prompt tokens served from the prefix cache at each request's first admission (None: 0)
+    cached_tokens: np.ndarray | None = None
 
     @property
     def policy_name(self) -> str:
@@ -143,7 +145,9 @@ class RunResult:
 
         ``gpu`` is the GPU that finished the request, ``first_gpu`` the one that first served
         it (they differ under disaggregation, where prefill and decode pools are separate).
-        With ``slo.classes``, ``slo_class`` holds each request's class name.
+        With ``slo.classes``, ``slo_class`` holds each request's class name. ``cached_tokens``
+        are the prompt tokens its first admission found in the GPU's prefix cache (0 without
+        ``gpus.prefix_caching``).
         """
         df = pd.DataFrame({
             "arrival_s": self.arrival_s,
@@ -159,6 +163,8 @@ class RunResult:
             "gpu": self.gpu,
             "first_gpu": self.first_gpu,
             "preemptions": self.preemptions,
+            "cached_tokens": (np.zeros(self.prompt_tokens.size, dtype=np.int64)
+                              if self.cached_tokens is None else self.cached_tokens),
             "warmup": ~self.measured,
         })
         slo = self.config.slo
@@ -194,6 +200,8 @@ class RunResult:
         - mean_batch_tokens / mean_batch_requests: mean token load / number of requests
           (prefill chunks + decodes) of batches that start in [t0, t1].
         - num_preemptions: preemptions suffered by measured requests.
+        - prefix_hit_rate (with ``gpus.prefix_caching``): cached / prompt tokens over measured
+          requests, the cached ones counted at each request's first admission.
         - slo_attainment = fraction of measured requests meeting the SLO (see :meth:`slo_met`);
           goodput_rps = their number / T (DistServe's goodput). Only when an SLO is set.
         - With ``slo.classes``, also ``slo_attainment_NAME`` (over the measured requests of
@@ -230,6 +238,10 @@ class RunResult:
                 (b["num_prefills"][in_window] + b["num_decodes"][in_window]).astype(float)),
             "num_preemptions": int(self.preemptions[m].sum()),
         }
+        if self.config.gpus.prefix_caching:
+            cached = 0 if self.cached_tokens is None else int(self.cached_tokens[m].sum())
+            prompt = int(self.prompt_tokens[m].sum())
+            out["prefix_hit_rate"] = cached / prompt if prompt else float("nan")
         if self.config.slo is not None:
             met = self.slo_met()[m]
             out["slo_attainment"] = _mean(met.astype(float))

@@ -49,19 +49,23 @@ class RequestTable:
             (its class's; inf without an SLO; NaN before arrival).
         kv_tokens, kv_blocks: KV-cache tokens and paged blocks the request holds (only
             tracked when ``gpus.kv_capacity_tokens`` is set).
+        kv_shared_tokens: of ``kv_tokens``, those in cached prefix blocks it shares
+            (``gpus.prefix_caching``; the cache owns their blocks, ``kv_blocks`` counts the
+            rest).
     """
 
     __slots__ = (
         "arrival_s", "prompt_tokens", "predicted_output_tokens", "prefilled_tokens",
         "prefill_target_tokens", "generated_tokens", "last_token_s", "gpu", "kv_tokens",
-        "kv_blocks", "slo_class", "ttft_objective_s", "tbt_objective_s",
+        "kv_blocks", "slo_class", "ttft_objective_s", "tbt_objective_s", "kv_shared_tokens",
     )
 
     def __init__(self, **arrays: np.ndarray) -> None:
         n = np.shape(arrays["arrival_s"])[0]
         defaults = {"slo_class": lambda: np.zeros(n, np.int64),  # a table built by hand
                     "ttft_objective_s": lambda: np.full(n, math.inf),
-                    "tbt_objective_s": lambda: np.full(n, math.inf)}
+                    "tbt_objective_s": lambda: np.full(n, math.inf),
+                    "kv_shared_tokens": lambda: np.zeros(n, np.int64)}
         for name in self.__slots__:
             value = arrays.get(name)
             setattr(self, name, defaults[name]() if value is None else value)
@@ -153,7 +157,8 @@ class DecisionView:
             return np.zeros(np.shape(ids), dtype=np.int64)
         t = self.requests
         bs = self.kv_block_tokens
-        return -(-(t.kv_tokens[ids] + tokens) // bs) - t.kv_blocks[ids]
+        own = t.kv_tokens[ids] - t.kv_shared_tokens[ids]
+        return -(-(own + tokens) // bs) - t.kv_blocks[ids]
 
     def kv_room_after_decodes(self, decode_ids: np.ndarray) -> float:
         """KV blocks left for prefill once ``decode_ids`` have each grown by one token
@@ -178,7 +183,8 @@ class DecisionView:
         left = int(free_blocks - need[:count].sum())
         r = ids[count]
         t = self.requests
-        room = (int(t.kv_blocks[r]) + left) * self.kv_block_tokens - int(t.kv_tokens[r])
+        room = ((int(t.kv_blocks[r]) + left) * self.kv_block_tokens
+                - int(t.kv_tokens[r] - t.kv_shared_tokens[r]))
         if room <= 0:
             return ids[:count], tokens[:count]
         cut = tokens[: count + 1].copy()

@@ -18,6 +18,7 @@ from llm_serving_env.analysis.replications import ignore_sigint
 from llm_serving_env.sim.scheduler import canonical_schedulers
 from llm_serving_env.study.cluster import disaggregation, kv_memory, scaling
 from llm_serving_env.study.common import DEFAULT_OUT_DIR, Sizes, Study, noop, study_sizes
+from llm_serving_env.study.fidelity import fidelity
 from llm_serving_env.study.learned import learned
 from llm_serving_env.study.schedulers import batching, chunk_size, comparison, load_sweep
 from llm_serving_env.study.sensitivity import sensitivity
@@ -40,6 +41,7 @@ ANALYSES: dict[str, Callable[[Study], dict[str, pd.DataFrame]]] = {
     "traces": traces,
     "sensitivity": sensitivity,
     "warmup": warmup,
+    "fidelity": fidelity,
 }
 
 
@@ -120,7 +122,7 @@ CSV_NAMES = (
     "capacity_slo", "chunk_size", "batching", "load_sweep", "capacities", "workload",
     "scaling", "disaggregation", "kv_memory", "kv_memory_long", "traces",
     "sensitivity_service", "sensitivity_noise", "warmup_welch", "warmup_mser",
-    "replication_precision", "run_info",
+    "replication_precision", "fidelity", "run_info",
 )
 
 

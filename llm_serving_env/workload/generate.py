@@ -1,13 +1,14 @@
 """Draw a workload (arrival times, prompt lengths, output budgets) from a WorkloadConfig.
 
 Randomness: ``generate_workload`` turns its seed into a ``numpy.random.SeedSequence`` and
-spawns exactly five children, in this order:
+spawns exactly six children, in this order:
 
     0. arrival times,
     1. prompt lengths,
     2. output lengths,
     3. output-length predictions (``workload.length_predictor``),
     4. SLO classes (``slo.classes``),
+    5. synthetic prefix sharing (``workload.prefix_sharing``),
 
 each driving its own ``numpy.random.default_rng(child)``. The streams are independent of each
 other and of anything a scheduling policy does, so two policies run with one seed see the same
@@ -28,7 +29,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from llm_serving_env.workload.config import WorkloadConfig
+from llm_serving_env.workload.config import WorkloadConfig, replayed_prompt_trace
+from llm_serving_env.workload.prefixes import prefix_chains_of_trace
 
 __all__ = ["Workload", "generate_workload"]
 
@@ -55,6 +57,11 @@ class Workload:
             (NaN = unknown, the default when not given).
         slo_class: int64 ``(n,)``, each request's index into ``slo.classes`` (all 0, the
             default, without classes).
+        prefix_block_tokens: tokens per prefix block (0: prompts share nothing).
+        prefix_offsets, prefix_ids: request ``i``'s prefix-block ids (equal ids, equal
+            prefixes; see :mod:`llm_serving_env.workload.prefixes`) are
+            ``prefix_ids[prefix_offsets[i]:prefix_offsets[i + 1]]``; int64 ``(n + 1,)`` and
+            ``(total,)``; None when ``prefix_block_tokens`` is 0.
 
     The constructor copies the arrays, checks shapes and values, and makes them read-only.
     """
@@ -64,6 +71,9 @@ class Workload:
     output_tokens: np.ndarray
     predicted_output_tokens: np.ndarray | None = None
     slo_class: np.ndarray | None = None
+    prefix_block_tokens: int = 0
+    prefix_offsets: np.ndarray | None = None
+    prefix_ids: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         arrival = _frozen(self.arrival_s, np.float64, "arrival_s")
@@ -96,6 +106,25 @@ class Workload:
         if classes.shape[0] != n or (n and classes.min() < 0):
             raise ValueError(f"slo_class must hold {n} class indices >= 0")
         object.__setattr__(self, "slo_class", classes)
+        if self.prefix_block_tokens:
+            if self.prefix_offsets is None or self.prefix_ids is None:
+                raise ValueError("prefix_block_tokens needs prefix_offsets and prefix_ids")
+            offsets = _frozen(self.prefix_offsets, np.int64, "prefix_offsets")
+            ids = _frozen(self.prefix_ids, np.int64, "prefix_ids")
+            if (offsets.shape[0] != n + 1 or offsets[0] != 0 or np.any(np.diff(offsets) < 0)
+                    or offsets[-1] != ids.shape[0]):
+                raise ValueError("prefix_offsets must be n + 1 nondecreasing offsets from 0 "
+                                 "to len(prefix_ids)")
+            object.__setattr__(self, "prefix_offsets", offsets)
+            object.__setattr__(self, "prefix_ids", ids)
+        elif self.prefix_offsets is not None or self.prefix_ids is not None:
+            raise ValueError("prefix ids need prefix_block_tokens >= 1")
+
+    def prefix_chain(self, i: int) -> np.ndarray:
+        """Request ``i``'s prefix-block ids (empty without prefix ids)."""
+        if not self.prefix_block_tokens:
+            return np.zeros(0, dtype=np.int64)
+        return self.prefix_ids[self.prefix_offsets[i]:self.prefix_offsets[i + 1]]
 
     def __len__(self) -> int:
         """Number of requests."""
@@ -113,7 +142,7 @@ def generate_workload(
         num_requests: number of requests n (>= 0).
         seed: an int (``SeedSequence(seed)`` is used) or a ``SeedSequence``. A given
             ``SeedSequence`` is spawned from directly, so, as with ``SeedSequence.spawn``, its
-            spawn counter advances by 5: pass an int, or a fresh sequence, to reproduce a draw.
+            spawn counter advances by 6: pass an int, or a fresh sequence, to reproduce a draw.
         class_shares: the SLO classes' shares (``slo.classes``; empty: every request class 0).
 
     Returns:
@@ -125,7 +154,7 @@ def generate_workload(
     ss = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
     # the predictions and the classes have children of their own: the first three (and so
     # every length and arrival) are the same whether or not either is configured
-    arrival_ss, prompt_ss, output_ss, predictor_ss, class_ss = ss.spawn(5)
+    arrival_ss, prompt_ss, output_ss, predictor_ss, class_ss, prefix_ss = ss.spawn(6)
     arrival_s = cfg.arrival.sample_times(np.random.default_rng(arrival_ss), n)
     prompt = cfg.prompt_tokens.sample(np.random.default_rng(prompt_ss), n)
     output = cfg.output_tokens.sample(np.random.default_rng(output_ss), n)
@@ -135,5 +164,15 @@ def generate_workload(
         shares = np.asarray(class_shares, dtype=np.float64)
         slo_class = np.random.default_rng(class_ss).choice(shares.size, size=n,
                                                            p=shares / shares.sum())
+    block, offsets, ids = 0, None, None
+    if cfg.prefix_sharing is not None:
+        block = cfg.prefix_sharing.block_tokens
+        offsets, ids = cfg.prefix_sharing.chains(np.random.default_rng(prefix_ss), prompt)
+    else:
+        trace = replayed_prompt_trace(cfg)
+        if trace is not None and trace.prefix_block_tokens:
+            block = trace.prefix_block_tokens
+            offsets, ids = prefix_chains_of_trace(trace.prefix_offsets, trace.prefix_ids, n)
     return Workload(arrival_s=arrival_s, prompt_tokens=prompt, output_tokens=output,
-                    predicted_output_tokens=predicted, slo_class=slo_class)
+                    predicted_output_tokens=predicted, slo_class=slo_class,
+                    prefix_block_tokens=block, prefix_offsets=offsets, prefix_ids=ids)

@@ -79,6 +79,9 @@ __all__ = [
 
 #: Repository root; relative trace paths not found from the current directory resolve here.
 
+#: Tokens per ``hash_ids`` block in Mooncake traces (Qin et al., FAST 2025: "block size 512").
+MOONCAKE_BLOCK_TOKENS = 512
+
 #: Column names per format: (time column or None, prompt column, output column).
 FORMATS: dict[str, tuple[str | None, str, str]] = {
     "azure": ("TIMESTAMP", "ContextTokens", "GeneratedTokens"),
@@ -107,6 +110,11 @@ class Trace:
             request's time bucket.
         bucket_width_s: float64 width (s) of each request's time bucket for a quantised trace
             (Mooncake), else ``None`` (times are exact).
+        prefix_offsets, prefix_ids: the prompts' prefix-block ids (Mooncake's ``hash_ids``,
+            one per ``prefix_block_tokens`` tokens, the last block possibly partial; equal ids
+            mean equal prefixes), row ``i``'s at ``prefix_ids[prefix_offsets[i]:
+            prefix_offsets[i + 1]]`` (int64 ``(n + 1,)`` and ``(total,)``), or ``None``.
+        prefix_block_tokens: tokens per prefix block (512 for Mooncake), 0 without ids.
     """
 
     path: Path
@@ -115,6 +123,9 @@ class Trace:
     output_tokens: np.ndarray
     arrival_s: np.ndarray | None = None
     bucket_width_s: np.ndarray | None = None
+    prefix_offsets: np.ndarray | None = None
+    prefix_ids: np.ndarray | None = None
+    prefix_block_tokens: int = 0
 
     def __len__(self) -> int:
         """Number of requests."""
@@ -299,7 +310,8 @@ def _check_times(path: Path, seconds: np.ndarray, raw: Sequence[Any], name: str,
 
 
 def _build(path: Path, fmt: str, prompt: np.ndarray, output: np.ndarray,
-           seconds: np.ndarray | None, quantised: bool = False) -> Trace:
+           seconds: np.ndarray | None, quantised: bool = False,
+           prefix_chains: list[list[int]] | None = None, prefix_block_tokens: int = 0) -> Trace:
     """Sort by time (stable), shift to start at 0, detect bucket widths, freeze arrays."""
     if prompt.size == 0:
         raise _fail(path, "no requests in the file")
@@ -308,10 +320,21 @@ def _build(path: Path, fmt: str, prompt: np.ndarray, output: np.ndarray,
         order = np.argsort(seconds, kind="stable")
         if np.any(order != np.arange(order.size)):
             seconds, prompt, output = seconds[order], prompt[order], output[order]
+            if prefix_chains is not None:
+                prefix_chains = [prefix_chains[i] for i in order.tolist()]
         seconds = seconds - seconds[0]
         if quantised:
             width = _bucket_widths(seconds)
+    offsets = ids = None
+    if prefix_chains is not None:
+        offsets = np.zeros(len(prefix_chains) + 1, dtype=np.int64)
+        np.cumsum([len(c) for c in prefix_chains], out=offsets[1:])
+        ids = np.fromiter((h for c in prefix_chains for h in c), dtype=np.int64,
+                          count=int(offsets[-1]))
     return Trace(
+        prefix_offsets=None if offsets is None else _readonly(offsets, np.int64),
+        prefix_ids=None if ids is None else _readonly(ids, np.int64),
+        prefix_block_tokens=prefix_block_tokens if prefix_chains is not None else 0,
         path=path, format=fmt,
         prompt_tokens=_readonly(prompt, np.int64), output_tokens=_readonly(output, np.int64),
         arrival_s=None if seconds is None else _readonly(seconds, np.float64),
@@ -366,7 +389,8 @@ def read_azure_csv(path: str | os.PathLike[str]) -> Trace:
 
 def read_mooncake_jsonl(path: str | os.PathLike[str]) -> Trace:
     """Mooncake trace: one JSON object per line with ``timestamp`` (ms from the start),
-    ``input_length`` and ``output_length`` (tokens); other keys (``hash_ids``) are ignored.
+    ``input_length`` and ``output_length`` (tokens), and ``hash_ids`` (the prompt's 512-token
+    prefix blocks, kept when every row has them); other keys are ignored.
 
     Timestamps are treated as quantised (bucket starts); see :meth:`Trace.spread_arrivals`.
     """
@@ -377,6 +401,7 @@ def read_mooncake_jsonl(path: str | os.PathLike[str]) -> Trace:
     except (OSError, UnicodeDecodeError) as err:
         raise _fail(path, f"cannot read: {err}") from err
     rows: list[tuple[Any, Any, Any]] = []
+    chains: list[Any] = []
     line_numbers: list[int] = []
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
@@ -392,6 +417,7 @@ def read_mooncake_jsonl(path: str | os.PathLike[str]) -> Trace:
             raise _fail(path, f"missing key {missing[0]!r}; keys found: "
                               f"{', '.join(map(str, obj)) or '(none)'}", number)
         rows.append((obj[time_col], obj[prompt_col], obj[output_col]))
+        chains.append(obj.get("hash_ids"))
         line_numbers.append(number)
     if not rows:
         raise _fail(path, "no requests in the file")
@@ -401,7 +427,15 @@ def read_mooncake_jsonl(path: str | os.PathLike[str]) -> Trace:
     _check_times(path, ms, list(raw_t), time_col, lines)
     prompt = _tokens(path, raw_p, prompt_col, lines, raw_p.map(_number_or_nan))
     output = _tokens(path, raw_o, output_col, lines, raw_o.map(_number_or_nan))
-    return _build(path, "mooncake", prompt, output, ms / 1000.0, quantised=True)
+    prefix = None
+    if all(c is not None for c in chains):
+        for c, number in zip(chains, line_numbers, strict=True):
+            if not (isinstance(c, list) and all(isinstance(h, int) and not isinstance(h, bool)
+                                                 and h >= 0 for h in c)):
+                raise _fail(path, "hash_ids must be a list of integers >= 0", number)
+        prefix = chains
+    return _build(path, "mooncake", prompt, output, ms / 1000.0, quantised=True,
+                  prefix_chains=prefix, prefix_block_tokens=MOONCAKE_BLOCK_TOKENS)
 
 
 def _number_or_nan(value: Any) -> float:
