@@ -143,7 +143,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from llm_serving_env.config.sim_config import SimConfig
+from llm_serving_env.config.sim_config import SimConfig, attention_cost
+from llm_serving_env.hardware.attention import AttentionCost
 from llm_serving_env.hardware.service import ServiceModel
 from llm_serving_env.schema.fields import ConfigError
 from llm_serving_env.sim.batch import Batch, Wait
@@ -173,7 +174,10 @@ class SloAwareConfig:
     (SRPT, but requests that can no longer meet their TTFT objective go last);
     max_prefill_wait_ms: waiting time after which a request is prefilled first (None: never);
     deadline_sigmas: standard deviations of S(b) added to its mean when planning deadlines;
-    kv_headroom_blocks: KV blocks per resident request that prefill chunks must leave free."""
+    kv_headroom_blocks: KV blocks per resident request that prefill chunks must leave free;
+    attention_aware: when the service prices attention (``service.attention``), plan each
+    iteration with it (the decodes' KV reads and the chunk's attention, from public state:
+    prompts, tokens generated, tokens prefilled); False plans with S(b) alone."""
 
     max_token_budget: int | None = None
     min_token_budget: int = 32
@@ -182,8 +186,12 @@ class SloAwareConfig:
     max_prefill_wait_ms: float | None = None
     deadline_sigmas: float = 2.0
     kv_headroom_blocks: int = 0
+    attention_aware: bool = True
 
     def __post_init__(self) -> None:
+        if not isinstance(self.attention_aware, bool):
+            raise ConfigError(f"scheduler.attention_aware = {self.attention_aware!r}: must be "
+                              "true or false")
         if self.max_token_budget is not None:
             positive_int("scheduler.max_token_budget", self.max_token_budget)
         positive_int("scheduler.min_token_budget", self.min_token_budget)
@@ -319,6 +327,7 @@ class SloAwareScheduler(Scheduler):
         self.max_wait_s = (math.inf if config.max_prefill_wait_ms is None
                            else config.max_prefill_wait_ms / 1000.0)
         self._tables: dict[str, np.ndarray] = {}
+        self._attention: dict[str, AttentionCost | None] = {}
 
     def time_table(self, role: str = "mixed") -> np.ndarray:
         """Planned iteration time T(b) = mean + deadline_sigmas * sd of S(b), in seconds, for
@@ -334,6 +343,29 @@ class SloAwareScheduler(Scheduler):
             table = np.maximum.accumulate(table)
             self._tables[role] = table
         return table
+
+    def attention(self, role: str = "mixed") -> AttentionCost | None:
+        """The service's attention term for GPUs of ``role`` when this rule plans with it."""
+        if role not in self._attention:
+            self._attention[role] = (attention_cost(self.sim_config, role)
+                                     if self.config.attention_aware else None)
+        return self._attention[role]
+
+    @staticmethod
+    def with_attention(view: DecisionView, T: np.ndarray, attention: AttentionCost
+                       ) -> np.ndarray:
+        """``T`` plus this iteration's attention time at each load b, in seconds: every
+        decode's KV read (context = prompt + generated), and a chunk of b tokens at the offset
+        of the first waiting request's prefill (an over-estimate: b counts the decodes too)."""
+        t = view.requests
+        dec, waiting = view.decoding, view.waiting
+        extra = 0.0
+        if dec.size:
+            context = t.prompt_tokens[dec] + t.generated_tokens[dec]
+            extra = attention.decode_s_per_token * float(context.sum())
+        offset = float(t.prefilled_tokens[waiting[0]]) if waiting.size else 0.0
+        b = np.arange(T.size, dtype=np.float64)
+        return T + extra + attention.prefill_s_per_pair * (b * offset + b * (b + 1) / 2)
 
     def deadline_budget(self, T: np.ndarray, slack_s: np.ndarray) -> int:
         """Token budget b of an iteration whose decodes have slack ``slack_s`` = last_token +
@@ -382,7 +414,11 @@ class SloAwareScheduler(Scheduler):
 
     def schedule(self, view: DecisionView) -> Batch | Wait:
         dec = view.decoding
-        T = self.time_table(getattr(view, "role", "mixed"))
+        role = getattr(view, "role", "mixed")
+        T = self.time_table(role)
+        attention = self.attention(role)
+        if attention is not None:
+            T = self.with_attention(view, T, attention)
         b, crit, rest = self.plan_decodes(view, T)
         slots = view.free_slots
         left = b - int(crit.size)
