@@ -18,6 +18,11 @@ iteration. The token load of a batch is its prefill tokens plus its number of de
 
 Requests live in numpy arrays indexed by request id (arrival order); a batch updates all its
 requests with vector operations.
+
+An iteration lasts S(b) (``hardware.service``), plus attention's time when the service prices
+it (``service.attention``, ``hardware.attention``). With ``gpus.prefix_caching`` each GPU that
+prefills has a :class:`~llm_serving_env.sim.prefix_cache.PrefixCache`: a request's first
+chunk on a GPU skips the prompt prefix cached there, whose KV blocks the cache owns.
 """
 
 from __future__ import annotations

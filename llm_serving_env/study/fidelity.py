@@ -3,7 +3,8 @@
 ``configs/mooncake.yaml`` (mean prompt 12,035 tokens) replayed with the token-count service
 model (the brief's), with prefix caching (the trace's ``hash_ids``; central queue, the
 ``least_tokens`` router and the cache-aware ``prefix_affinity`` router), and with context-aware
-iteration time (``service.attention``) at 20 and 40 replicas, with and without prefix caching.
+iteration time (``service.attention``) at 20, 30 and 40 replicas, with and without prefix
+caching, under ``hybrid`` and under ``slo_aware``, which plans with the attention term.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from llm_serving_env.resources import CONFIGS_DIR
 from llm_serving_env.sim.simulate import simulate
 from llm_serving_env.study.common import Study
 
-#: (variant, replicas, config changes); ``hybrid`` with a 512-token budget throughout.
+#: (variant, replicas, config changes); ``hybrid`` with a 512-token budget unless the variant
+#: names ``slo_aware`` (which plans each iteration with the attention term).
 FIDELITY_VARIANTS: tuple[tuple[str, int, dict[str, Any]], ...] = (
     ("token count", 20, {}),
     ("prefix caching, central queue", 20, {"gpus.prefix_caching": True}),
@@ -28,6 +30,8 @@ FIDELITY_VARIANTS: tuple[tuple[str, int, dict[str, Any]], ...] = (
      {"gpus.prefix_caching": True, "gpus.router": "prefix_affinity"}),
     ("attention", 20, {"service.attention": True}),
     ("attention", 40, {"service.attention": True}),
+    ("attention, slo_aware", 20, {"service.attention": True, "scheduler": {"name": "slo_aware"}}),
+    ("attention, slo_aware", 30, {"service.attention": True, "scheduler": {"name": "slo_aware"}}),
     ("attention + prefix caching, least_tokens", 40,
      {"service.attention": True, "gpus.prefix_caching": True, "gpus.router": "least_tokens"}),
     ("attention + prefix caching, prefix_affinity", 40,
@@ -48,8 +52,8 @@ def _fidelity_job(cfg: SimConfig) -> dict[str, float]:
 def fidelity(study: Study) -> dict[str, pd.DataFrame]:
     """One replay (seed 0) per variant of :data:`FIDELITY_VARIANTS`; the study's
     ``trace_requests`` limits the replayed requests. Writes ``fidelity.csv`` (variant,
-    replicas, router, attention, prefix_caching, requests, then the metrics; prefix_hit_rate
-    0 without caching)."""
+    replicas, scheduler, router, attention, prefix_caching, requests, then the metrics;
+    prefix_hit_rate 0 without caching)."""
     base = load_config(CONFIGS_DIR / "mooncake.yaml")
     n = study.sizes.trace_requests
     if n is not None and n < base.num_requests:
@@ -61,7 +65,8 @@ def fidelity(study: Study) -> dict[str, pd.DataFrame]:
     rows = []
     for (variant, replicas, _), cfg, metrics in zip(FIDELITY_VARIANTS, configs, results,
                                                      strict=True):
-        rows.append({"variant": variant, "replicas": replicas, "router": cfg.gpus.router,
+        rows.append({"variant": variant, "replicas": replicas,
+                     "scheduler": cfg.scheduler.name, "router": cfg.gpus.router,
                      "attention": cfg.service.attention,
                      "prefix_caching": cfg.gpus.prefix_caching,
                      "requests": cfg.num_requests, **metrics})
