@@ -163,3 +163,34 @@ def test_a_mooncake_replay_carries_the_files_hash_ids():
     for i, row in enumerate(rows):  # the file's rows are already in time order
         assert wl.prefix_chain(i).tolist() == row["hash_ids"]
         assert wl.prompt_tokens[i] == row["input_length"]
+
+
+def _workload(arrivals, prompts, chains, block=16):
+    offsets = np.concatenate(([0], np.cumsum([len(c) for c in chains])))
+    return Workload(arrival_s=np.array(arrivals, dtype=float), prompt_tokens=np.array(prompts),
+                    output_tokens=np.ones(len(prompts), dtype=np.int64),
+                    prefix_block_tokens=block, prefix_offsets=offsets,
+                    prefix_ids=np.concatenate(chains).astype(np.int64))
+
+
+@pytest.mark.parametrize("policy", ["hybrid", "slo_aware", "prefill_first"])
+def test_hits_are_taken_one_request_at_a_time_so_one_hit_does_not_starve_the_next(policy):
+    """4 KV blocks; prefixes A and B (2 blocks each) cached and unreferenced; requests A+10 and
+    B+10 arrive together. Taking both hits first would pin all 4 blocks and admit neither
+    (the view counted them free); admitting one at a time, A+10 pins A and evicts B, then
+    B+10 misses and gets what is left."""
+    wl = _workload([0, 1, 2, 2], [32, 32, 42, 42], [[1, 2], [3, 4], [1, 2], [3, 4]])
+    cfg = make_config(num_requests=4, **{"gpus.kv_capacity_tokens": 64,
+                                         "gpus.prefix_caching": True,
+                                         "slo": {"ttft_ms": 1000, "tbt_ms": 500}})
+    res = lse.simulate(cfg, policy, workload=wl)
+    assert (res.finish_s > 0).all()
+    assert res.requests["cached_tokens"].tolist() == [0, 0, 32, 0]
+
+
+def test_prefix_affinity_without_prefix_ids_routes_by_work():
+    cfg = make_config(num_requests=30, **{"gpus.count": 2, "gpus.router": "prefix_affinity",
+                                          "gpus.prefix_caching": True})
+    res = lse.simulate(cfg, "hybrid", seed=0)
+    assert res.summary()["prefix_hit_rate"] == 0.0
+    assert set(res.first_gpu.tolist()) == {0, 1}

@@ -264,7 +264,8 @@ class Composer:
             room = max(0, self.kv_room())
             t = self.view.requests
             ids = self.waiting[positions]
-            fit = (t.kv_blocks[ids] + room) * self.view.kv_block_tokens - t.kv_tokens[ids]
+            own = t.kv_tokens[ids] - t.kv_shared_tokens[ids]  # (shared: the prefix cache's)
+            fit = (t.kv_blocks[ids] + room) * self.view.kv_block_tokens - own
             chunk = np.minimum(chunk, np.maximum(fit, 0))
         return chunk
 

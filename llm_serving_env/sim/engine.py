@@ -574,15 +574,14 @@ class Simulator:
             if not np.array_equal(in_order, dids):
                 action = Batch(prefill_ids=action.prefill_ids,
                                prefill_tokens=action.prefill_tokens, decode_ids=in_order)
-        hits = None
-        if num_new and self._caches is not None:
-            action, hits = self._apply_prefix_hits(action, g)
+        if num_new and self._caches is not None and not self.kv_enabled:
+            action = self._apply_prefix_hits(action, g)  # (with KV memory: in _reserve_kv)
         if self.kv_enabled:
-            self._hits_taken = bool(hits)
+            self._hits: list[int] = []
             self._kv_wait = False
             action = self._reserve_kv(action, g)
-            if hits is not None:  # new requests the KV check left queued give their hits back
-                self._undo_prefix_hits(hits, action, g)
+            if self._hits:  # new requests the KV check left queued give their hits back
+                self._undo_prefix_hits(self._hits, action, g)
             if action is None:
                 if self._kv_wait:  # nothing fits until an event frees memory
                     self.parked[g] = True
@@ -895,6 +894,8 @@ class Simulator:
         n = self.n
         self.cached_tokens = np.zeros(n, dtype=np.int64)
         self._caches: list[PrefixCache | None] | None = None
+        self._prefix_block_tokens = 0
+        self._routed: list[set[int]] = [set() for _ in range(self.num_gpus)]
         if not (self.config.gpus.prefix_caching and w.prefix_block_tokens):
             return
         bt = int(w.prefix_block_tokens)
@@ -912,7 +913,6 @@ class Simulator:
         # only full blocks are cached
         self._full_blocks = np.minimum(self.prompt // bt, np.diff(offsets))
         self._chain_ids = np.asarray(w.prefix_ids)
-        self._routed: list[set[int]] = [set() for _ in range(self.num_gpus)]
 
     def _shared_blocks(self, r: int) -> int:
         """Leading prefix blocks of request ``r`` it references in its GPU's cache."""
@@ -922,39 +922,44 @@ class Simulator:
         start = int(self._chain_start[r])
         return self._chain_ids[start:start + blocks].tolist()
 
-    def _apply_prefix_hits(self, batch: Batch, g: int) -> tuple[Batch, list[int]]:
-        """Admit the batch's new requests to GPU ``g``'s prefix cache: each references the
-        longest run of its leading blocks cached there and starts its prefill after them (at
-        most ``target - 1`` tokens: the last is always computed, as in vLLM); its chunk keeps
-        its size, capped at what is left. Returns the batch and the requests that hit."""
+    def _take_prefix_hit(self, r: int, g: int) -> int:
+        """Admit new request ``r`` to GPU ``g``'s prefix cache: it references the longest run
+        of its leading blocks cached there and its prefill starts after them (at most
+        ``target - 1`` tokens: the last is always computed, as in vLLM). Returns the tokens
+        it skips (0: no hit)."""
+        full = int(self._full_blocks[r])
+        if not full:
+            return 0
         cache = self._caches[g]
+        chain = self._chain(r, full)
+        k = cache.match(np.asarray(chain))
+        if not k:
+            return 0
+        cache.acquire(chain[:k])
+        self.kv_shared_tokens[r] = k * self._prefix_block_tokens
+        cached = min(k * self._prefix_block_tokens, int(self.target[r]) - 1)
+        self.prefilled[r] = cached
+        self.kv_tokens[r] = cached
+        if math.isnan(self.first_scheduled_s[r]):  # its first admission
+            self.cached_tokens[r] = cached
+        return cached
+
+    def _apply_prefix_hits(self, batch: Batch, g: int) -> Batch:
+        """Take the cache hits of the batch's new requests (GPUs without a KV limit; with one,
+        :meth:`_reserve_kv` takes each hit just before it allocates that request's blocks).
+        Each chunk keeps its size, capped at what is left after the hit."""
         pids, ptoks = batch.prefill_ids, batch.prefill_tokens
-        bt = self._prefix_block_tokens
-        hits: list[int] = []
         tokens = None
         for j in np.flatnonzero(self.gpu_of[pids] < 0).tolist():
             r = int(pids[j])
-            full = int(self._full_blocks[r])
-            if not full:
-                continue
-            chain = self._chain(r, full)
-            k = cache.match(np.asarray(chain))
-            if not k:
-                continue
-            cache.acquire(chain[:k])
-            self.kv_shared_tokens[r] = k * bt
-            cached = min(k * bt, int(self.target[r]) - 1)
-            self.prefilled[r] = cached
-            self.kv_tokens[r] = cached
-            if math.isnan(self.first_scheduled_s[r]):  # its first admission
-                self.cached_tokens[r] = cached
-            if tokens is None:
-                tokens = ptoks.copy()
-            tokens[j] = min(int(tokens[j]), int(self.target[r]) - cached)
-            hits.append(r)
+            cached = self._take_prefix_hit(r, g)
+            if cached:
+                if tokens is None:
+                    tokens = ptoks.copy()
+                tokens[j] = min(int(tokens[j]), int(self.target[r]) - cached)
         if tokens is None:
-            return batch, hits
-        return Batch(prefill_ids=pids, prefill_tokens=tokens, decode_ids=batch.decode_ids), hits
+            return batch
+        return Batch(prefill_ids=pids, prefill_tokens=tokens, decode_ids=batch.decode_ids)
 
     def _undo_prefix_hits(self, hits: list[int], batch: Batch | None, g: int) -> None:
         """Give back the hits of requests that stay queued after all (KV admission)."""
@@ -1000,6 +1005,51 @@ class Simulator:
         freed = self._caches[g].evict(blocks)
         self.kv_used_blocks[g] -= freed
         return freed
+
+    def _admit_with_hits(self, pids: np.ndarray, ptoks: np.ndarray, pre_need: np.ndarray,
+                         new: np.ndarray, room: int, g: int
+                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Admit the batch's new requests (positions ``new`` of ``pids``) one at a time, as
+        vLLM does: take the request's cache hit, then allocate its chunk's blocks from
+        ``room`` free blocks, evicting unreferenced cached blocks when short; a chunk that does
+        not fit is cut to what does, or the request stays queued. Returns the kept
+        ``(pids, ptoks, pre_need)``; hits taken are listed in ``self._hits``."""
+        bs = self.kv_block_tokens
+        ptoks, pre_need = ptoks.copy(), pre_need.copy()
+        keep = np.ones(pids.size, dtype=bool)
+        cache = self._caches[g]
+        for i in new.tolist():
+            r = int(pids[i])
+            asked = int(ptoks[i])
+            cached = self._take_prefix_hit(r, g)
+            if cached:
+                ptoks[i] = min(asked, int(self.target[r]) - cached)
+            own = int(self.kv_tokens[r]) - int(self.kv_shared_tokens[r])
+            held = int(self.kv_blocks[r])
+            need = -(-(own + int(ptoks[i])) // bs) - held
+            if cached and need > room + cache.evictable_kv_blocks:
+                # the blocks its hit holds were counted free by the view; without the hit they
+                # are free again, so the request gets at least what the view promised
+                self._undo_prefix_hits([r], None, g)
+                ptoks[i], cached, own = asked, 0, 0
+                need = -(-asked // bs) - held
+            if cached:
+                self._hits.append(r)
+            if need > room:
+                room += self._evict_for(need - room, g)
+            if need <= room:
+                pre_need[i] = need
+                room -= need
+                continue
+            fit = (held + max(room, 0)) * bs - own
+            if fit > 0:
+                ptoks[i] = min(int(ptoks[i]), fit)
+                pre_need[i] = -(-(own + int(ptoks[i])) // bs) - held
+                room -= int(pre_need[i])
+            else:
+                keep[i] = False
+                pre_need[i] = 0
+        return pids[keep], ptoks[keep], pre_need[keep]
 
     def _route_by_prefix(self, i: int, gpus: list[int]) -> int:
         """``prefix_affinity``: the GPU where request ``i`` adds the least work, counting the
@@ -1053,8 +1103,9 @@ class Simulator:
         dec_need = -(-(own_d + 1) // bs) - self.kv_blocks[dids]
         pre_need = -(-(own_p + ptoks) // bs) - self.kv_blocks[pids]
         running = self.gpu_of[pids] == g  # partially prefilled here: growing, as decodes
-        if caching and int(dec_need.sum()) + int(pre_need.sum()) > free:
-            free += self._evict_for(int(dec_need.sum()) + int(pre_need.sum()) - free, g)
+        if caching and int(dec_need.sum()) + int(pre_need[running].sum()) > free:
+            free += self._evict_for(int(dec_need.sum()) + int(pre_need[running].sum()) - free,
+                                    g)
         if int(dec_need.sum()) + int(pre_need[running].sum()) > free:
             residents = np.concatenate((self.partial[g], self.decoding[g]))
             order = np.sort(residents)[::-1]  # latest arrival first (ids are arrival order)
@@ -1074,9 +1125,9 @@ class Simulator:
             pids, ptoks, pre_need = pids[keep_p], ptoks[keep_p], pre_need[keep_p]
             own_p, running = own_p[keep_p], running[keep_p]
             free = self.kv_capacity_blocks - self.kv_used_blocks[g]
-            if caching and int(dec_need.sum()) + int(pre_need.sum()) > free:
-                # the victims' cached prefixes may have become evictable
-                free += self._evict_for(int(dec_need.sum()) + int(pre_need.sum()) - free, g)
+            growing = int(dec_need.sum()) + int(pre_need[running].sum())
+            if caching and growing > free:  # the victims' cached prefixes may be evictable
+                free += self._evict_for(growing - free, g)
             if dids.size == 0 and pids.size == 0:
                 return None
             preempted = True
@@ -1084,7 +1135,23 @@ class Simulator:
             preempted = False
         room = free - int(dec_need.sum()) - int(pre_need[running].sum())
         new = np.flatnonzero(~running)
-        if new.size and int(pre_need[new].sum()) > room:  # admit new requests into the room
+        if caching and new.size:
+            pids, ptoks, pre_need = self._admit_with_hits(pids, ptoks, pre_need, new, room, g)
+            if dids.size == 0 and pids.size == 0:
+                if preempted:
+                    return None
+                if self._hits and self.event_pending():
+                    # the blocks the view counted as free were cached prefixes these requests
+                    # now hold: nothing fits until memory frees (a transfer lands, a request
+                    # finishes); the GPU waits for the next event
+                    self._kv_wait = True
+                    return None
+                raise SchedulingError(
+                    "kv_memory", f"no chunk of the batch fits in the {free} free KV blocks of "
+                    f"GPU {g} and nothing runs on it to preempt (admit prefills only while "
+                    "they fit in view.kv_free_blocks)")
+            batch = Batch(prefill_ids=pids, prefill_tokens=ptoks, decode_ids=dids)
+        elif new.size and int(pre_need[new].sum()) > room:  # admit new requests into the room
             ptoks = ptoks.copy()
             keep = np.ones(pids.size, dtype=bool)
             for i in new.tolist():
@@ -1104,12 +1171,6 @@ class Simulator:
             pids, ptoks, pre_need = pids[keep], ptoks[keep], pre_need[keep]
             if dids.size == 0 and pids.size == 0:
                 if preempted:
-                    return None
-                if self._hits_taken:
-                    # the evictable blocks the view counted as free were these requests'
-                    # own cached prefixes, which their hits now hold: nothing fits until
-                    # memory frees (a transfer, a finish); the GPU waits for the next event
-                    self._kv_wait = True
                     return None
                 raise SchedulingError(
                     "kv_memory", f"no chunk of the batch fits in the {free} free KV blocks of "
