@@ -1135,23 +1135,11 @@ class Simulator:
             preempted = False
         room = free - int(dec_need.sum()) - int(pre_need[running].sum())
         new = np.flatnonzero(~running)
-        if caching and new.size:
+        cut = caching and new.size > 0
+        if cut:
             pids, ptoks, pre_need = self._admit_with_hits(pids, ptoks, pre_need, new, room, g)
-            if dids.size == 0 and pids.size == 0:
-                if preempted:
-                    return None
-                if self._hits and self.event_pending():
-                    # the blocks the view counted as free were cached prefixes these requests
-                    # now hold: nothing fits until memory frees (a transfer lands, a request
-                    # finishes); the GPU waits for the next event
-                    self._kv_wait = True
-                    return None
-                raise SchedulingError(
-                    "kv_memory", f"no chunk of the batch fits in the {free} free KV blocks of "
-                    f"GPU {g} and nothing runs on it to preempt (admit prefills only while "
-                    "they fit in view.kv_free_blocks)")
-            batch = Batch(prefill_ids=pids, prefill_tokens=ptoks, decode_ids=dids)
         elif new.size and int(pre_need[new].sum()) > room:  # admit new requests into the room
+            cut = True
             ptoks = ptoks.copy()
             keep = np.ones(pids.size, dtype=bool)
             for i in new.tolist():
@@ -1169,8 +1157,15 @@ class Simulator:
                     keep[i] = False
                     pre_need[i] = 0
             pids, ptoks, pre_need = pids[keep], ptoks[keep], pre_need[keep]
+        if cut:
             if dids.size == 0 and pids.size == 0:
                 if preempted:
+                    return None
+                if self._hits and self.event_pending():
+                    # the blocks the view counted as free were cached prefixes these requests
+                    # now hold: nothing fits until memory frees (a transfer lands, a request
+                    # finishes); the GPU waits for the next event
+                    self._kv_wait = True
                     return None
                 raise SchedulingError(
                     "kv_memory", f"no chunk of the batch fits in the {free} free KV blocks of "
