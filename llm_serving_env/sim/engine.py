@@ -38,7 +38,7 @@ from llm_serving_env.hardware.service import ServiceModel
 from llm_serving_env.schema.fields import ConfigError
 from llm_serving_env.sim.batch import Batch, SchedulingError, Wait
 from llm_serving_env.sim.id_line import IdLine
-from llm_serving_env.sim.prefix_cache import PrefixCache
+from llm_serving_env.sim.prefix_cache import PrefixCache, leading_matches
 from llm_serving_env.sim.result import RunResult
 from llm_serving_env.sim.scheduler import DecisionView, RequestTable, WorkloadLimits
 from llm_serving_env.workload.generate import Workload, generate_workload
@@ -932,7 +932,7 @@ class Simulator:
             return 0
         cache = self._caches[g]
         chain = self._chain(r, full)
-        k = cache.match(np.asarray(chain))
+        k = cache.match(chain)
         if not k:
             return 0
         cache.acquire(chain[:k])
@@ -1061,20 +1061,16 @@ class Simulator:
         full = int(self._full_blocks[i]) if self._caches is not None else 0
         chain = self._chain(i, full) if full else []
         prompt = int(self.prompt[i])
-        best, choice = None, gpus[0]
+        best, choice, cached = None, gpus[0], 0
         for g in gpus:
-            seen, k = self._routed[g], 0
-            for h in chain:
-                if h not in seen:
-                    break
-                k += 1
-            cost = int(self.outstanding_tokens[g]) + prompt - min(
-                k * self._prefix_block_tokens, prompt - 1)
+            hit = min(leading_matches(chain, self._routed[g]) * self._prefix_block_tokens,
+                      prompt - 1)
+            cost = int(self.outstanding_tokens[g]) + prompt - hit
             if best is None or cost < best:
-                best, choice = cost, g
+                best, choice, cached = cost, g, hit
         if chain:
             self._routed[choice].update(chain)
-        self._route_cached = int(self.prompt[i]) + int(self.outstanding_tokens[choice]) - best
+        self._route_cached = cached
         return choice
 
     # ------------------------------------------------------------------ KV cache

@@ -20,10 +20,20 @@ references.
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Container, Sequence
 
-import numpy as np
+__all__ = ["PrefixCache", "leading_matches"]
 
-__all__ = ["PrefixCache"]
+
+def leading_matches(chain: Sequence[int], present: Container[int]) -> int:
+    """How many leading ids of ``chain`` are in ``present`` (a prefix is only reusable up to
+    its first missing block)."""
+    k = 0
+    for h in chain:
+        if h not in present:
+            break
+        k += 1
+    return k
 
 
 class PrefixCache:
@@ -50,15 +60,9 @@ class PrefixCache:
         """Engine KV blocks of unreferenced prefix blocks."""
         return len(self.unreferenced) * self.kv_blocks_per_block
 
-    def match(self, chain: np.ndarray) -> int:
+    def match(self, chain: Sequence[int]) -> int:
         """Number of leading ids of ``chain`` present in the cache."""
-        refs = self.refs
-        k = 0
-        for h in chain.tolist():
-            if h not in refs:
-                break
-            k += 1
-        return k
+        return leading_matches(chain, self.refs)
 
     def acquire(self, ids: list[int]) -> None:
         """Take one reference on each of ``ids`` (all present)."""
