@@ -49,6 +49,7 @@ from llm_serving_env.hardware.service import ServiceModel
 from llm_serving_env.schema.fields import ConfigError
 from llm_serving_env.sim.batch import Batch
 from llm_serving_env.sim.scheduler import (
+    CompiledRule,
     DecisionView,
     positive_number,
     register_scheduler,
@@ -99,6 +100,11 @@ class DynamicBatchScheduler(CohortBatcher):
         # only mean_s is used; the generator (needed by noisy models) is never drawn from
         self.service = ServiceModel.from_config(sim_config.service_for("prefill"),
                                                 np.random.default_rng(0))
+
+    def compiled_rule(self) -> CompiledRule | None:
+        if type(self) is not DynamicBatchScheduler:  # a subclass may schedule otherwise
+            return None
+        return CompiledRule("dynamic_batch", floats=(self.budget_s,))
 
     def hold_until(self, view: DecisionView, batch: Batch) -> float:
         """The latest start at which the oldest request's expected TTFT (its wait plus the

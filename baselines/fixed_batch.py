@@ -40,6 +40,7 @@ from llm_serving_env.config.sim_config import SimConfig
 from llm_serving_env.schema.fields import ConfigError
 from llm_serving_env.sim.batch import Batch
 from llm_serving_env.sim.scheduler import (
+    CompiledRule,
     DecisionView,
     positive_int,
     positive_number,
@@ -72,6 +73,12 @@ class FixedBatchScheduler(CohortBatcher):
     def __init__(self, config: FixedBatchConfig, sim_config: SimConfig) -> None:
         super().__init__(config, sim_config)
         self.timeout_s = float(config.timeout_ms) / 1000.0
+
+    def compiled_rule(self) -> CompiledRule | None:
+        if type(self) is not FixedBatchScheduler:  # a subclass may schedule otherwise
+            return None
+        return CompiledRule("fixed_batch", ints=(self.config.min_batch_tokens,),
+                            floats=(self.timeout_s,))
 
     def hold_until(self, view: DecisionView, batch: Batch) -> float:
         if batch.token_load >= self.config.min_batch_tokens:

@@ -25,6 +25,7 @@ from llm_serving_env.schema.fields import ConfigError
 from llm_serving_env.sim.batch import Batch, Wait
 from llm_serving_env.sim.batching import fill_prefill_budget
 from llm_serving_env.sim.scheduler import (
+    CompiledRule,
     DecisionView,
     Scheduler,
     positive_int,
@@ -55,6 +56,11 @@ class HybridScheduler(Scheduler):
             raise ConfigError(
                 f"scheduler.token_budget = {config.token_budget}: must be <= "
                 f"gpus.max_batch_tokens ({limit})")
+
+    def compiled_rule(self) -> CompiledRule | None:
+        if type(self) is not HybridScheduler:  # a subclass may schedule otherwise
+            return None
+        return CompiledRule("hybrid", ints=(self.config.token_budget,))
 
     def schedule(self, view: DecisionView) -> Batch | Wait:
         budget = self.config.token_budget

@@ -26,6 +26,7 @@ from __future__ import annotations
 from baselines.request_level import check_prompts_fit, fcfs_whole_prompts
 from llm_serving_env.sim.batch import Batch, Wait
 from llm_serving_env.sim.scheduler import (
+    CompiledRule,
     DecisionView,
     Scheduler,
     WorkloadLimits,
@@ -39,6 +40,11 @@ class OrcaScheduler(Scheduler):
 
     def check_feasible(self, limits: WorkloadLimits) -> None:
         check_prompts_fit(limits, self.sim_config.gpus, self.name)
+
+    def compiled_rule(self) -> CompiledRule | None:
+        if type(self) is not OrcaScheduler:  # a subclass may schedule otherwise
+            return None
+        return CompiledRule("orca")
 
     def schedule(self, view: DecisionView) -> Batch | Wait:
         decodes = view.decoding[: view.max_batch_tokens]

@@ -38,6 +38,7 @@ from baselines.request_level import check_prompts_fit, fcfs_whole_prompts
 from llm_serving_env.schema.fields import ConfigError
 from llm_serving_env.sim.batch import Batch, Wait
 from llm_serving_env.sim.scheduler import (
+    CompiledRule,
     DecisionView,
     Scheduler,
     WorkloadLimits,
@@ -66,6 +67,11 @@ class PrefillFirstScheduler(Scheduler):
 
     def check_feasible(self, limits: WorkloadLimits) -> None:
         check_prompts_fit(limits, self.sim_config.gpus, self.name)
+
+    def compiled_rule(self) -> CompiledRule | None:
+        if type(self) is not PrefillFirstScheduler:  # a subclass may schedule otherwise
+            return None
+        return CompiledRule("prefill_first", floats=(self.config.watermark,))
 
     def schedule(self, view: DecisionView) -> Batch | Wait:
         if view.waiting.size:

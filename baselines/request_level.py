@@ -24,6 +24,7 @@ from llm_serving_env.config.sections import GpuConfig
 from llm_serving_env.schema.fields import ConfigError
 from llm_serving_env.sim.batch import Batch, Wait
 from llm_serving_env.sim.scheduler import (
+    CompiledRule,
     DecisionView,
     Scheduler,
     WorkloadLimits,
@@ -75,6 +76,11 @@ class RequestLevelScheduler(Scheduler):
 
     def check_feasible(self, limits: WorkloadLimits) -> None:
         check_prompts_fit(limits, self.sim_config.gpus, self.name)
+
+    def compiled_rule(self) -> CompiledRule | None:
+        if type(self) is not RequestLevelScheduler:  # a subclass may schedule otherwise
+            return None
+        return CompiledRule("request_level")
 
     def schedule(self, view: DecisionView) -> Batch | Wait:
         if view.decoding.size:

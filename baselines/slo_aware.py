@@ -149,7 +149,9 @@ from llm_serving_env.hardware.service import ServiceModel
 from llm_serving_env.schema.fields import ConfigError
 from llm_serving_env.sim.batch import Batch, Wait
 from llm_serving_env.sim.batching import fill_prefill_budget
+from llm_serving_env.sim.fast.layout import ORDER_FCFS, ORDER_SRPT, ORDER_TRIAGE
 from llm_serving_env.sim.scheduler import (
+    CompiledRule,
     DecisionView,
     Scheduler,
     positive_int,
@@ -431,6 +433,17 @@ class SloAwareScheduler(Scheduler):
             ids, tokens = fill_prefill_budget(view, left, slots)
         return assemble_batch(view, dec, crit, rest, ids, tokens, left, b,
                               self.headroom(view))
+
+    def compiled_rule(self) -> CompiledRule | None:
+        if type(self) not in (SloAwareScheduler, SloTriageScheduler):  # subclasses may differ
+            return None
+        order = {"srpt": ORDER_SRPT, "fcfs": ORDER_FCFS, "triage": ORDER_TRIAGE}[self._order]
+        return CompiledRule(
+            "slo_aware",
+            ints=(self.min_budget, self.max_budget, order, self.config.kv_headroom_blocks,
+                  int(self.config.attention_aware), 0),
+            floats=(self.margin_s, self.ttft_s, self.max_wait_s, 0.0, self.tbt_s),
+            table=self.time_table("mixed"))
 
     def headroom(self, view: DecisionView) -> int:
         """KV blocks prefill chunks leave free: ``kv_headroom_blocks`` per resident request

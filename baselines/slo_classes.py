@@ -36,7 +36,13 @@ from baselines.slo_aware import SloAwareScheduler, SloTriageConfig, assemble_bat
 from llm_serving_env.config.sim_config import SimConfig
 from llm_serving_env.sim.batch import Batch, Wait
 from llm_serving_env.sim.batching import fill_prefill_budget
-from llm_serving_env.sim.scheduler import DecisionView, positive_number, register_scheduler
+from llm_serving_env.sim.fast.layout import ORDER_URGENCY
+from llm_serving_env.sim.scheduler import (
+    CompiledRule,
+    DecisionView,
+    positive_number,
+    register_scheduler,
+)
 
 _NONE = np.zeros(0, np.int64)
 _NONE.flags.writeable = False
@@ -99,6 +105,16 @@ class SloClassesScheduler(SloAwareScheduler):
     def tbt_objective_s(self, view: DecisionView, ids: np.ndarray) -> float | np.ndarray:
         """Each decode's own TBT objective (its class's)."""
         return view.requests.tbt_objective_s[ids]
+
+    def compiled_rule(self) -> CompiledRule | None:
+        if type(self) is not SloClassesScheduler:  # a subclass may schedule otherwise
+            return None
+        return CompiledRule(
+            "slo_aware",
+            ints=(self.min_budget, self.max_budget, ORDER_URGENCY,
+                  self.config.kv_headroom_blocks, 0, 1),
+            floats=(self.margin_s, self.ttft_s, self.max_wait_s, self.horizon_s, self.tbt_s),
+            table=self.time_table("mixed"))
 
     def schedule(self, view: DecisionView) -> Batch | Wait:
         dec = view.decoding

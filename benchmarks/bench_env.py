@@ -2,7 +2,8 @@
 
 Runs whole episodes of ``configs/default.yaml`` (20,000 requests, ~35,700 decision points) with
 
-* ``engine``: ``simulate(config, "hybrid")`` itself, for reference (decisions per second),
+* ``engine``: ``simulate(config, "hybrid", engine="reference")`` itself (the Python engine
+  the env steps), for reference (decisions per second),
 * ``env + hybrid``: the raw env, ``hybrid`` acting through it via ``BaselineAgent``,
 * ``gym.make + hybrid``: the same through ``gymnasium.make`` (its checker/order wrappers),
 * ``compact + fixed``: ``CompactActionWrapper`` with one fixed action (budget 512, every decode:
@@ -64,7 +65,7 @@ def _episode(env: gym.Env, act: Callable[[], object], seed: int) -> int:
 
 def bench_engine(cfg: lse.SimConfig, seed: int) -> Timing:
     with _Clock() as clock:
-        result = lse.simulate(cfg, "hybrid", seed=seed)
+        result = lse.simulate(cfg, "hybrid", seed=seed, engine="reference")  # the env's engine
     return len(result.batches), clock.wall, clock.cpu
 
 

@@ -7,7 +7,8 @@ each load's median per request relative to 0.5x. An overloaded run's waiting lis
 most of its requests, so an engine whose per-iteration work grows with the backlog shows here
 as a rising cost per iteration. Usage::
 
-    .venv/bin/python benchmarks/bench_overload.py [--requests N] [--policy NAME] [--repeat R]
+    .venv/bin/python benchmarks/bench_overload.py [--requests N] [--policy NAME]
+        [--engine auto|compiled|reference] [--repeat R]
 """
 
 from __future__ import annotations
@@ -29,10 +30,13 @@ def main() -> None:
     parser.add_argument("--config", default=str(ROOT / "configs" / "default.yaml"))
     parser.add_argument("--policy", default="hybrid")
     parser.add_argument("--requests", type=int, default=50_000)
+    parser.add_argument("--engine", choices=lse.ENGINES, default="auto",
+                        help="simulate's engine (auto: compiled when it covers the run)")
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
     base = lse.load_config(args.config).replace(num_requests=args.requests, warmup_requests=0)
-    lse.simulate(base.replace(num_requests=2000), policy=args.policy)  # warm the imports
+    lse.simulate(base.replace(num_requests=2000), policy=args.policy,
+                 engine=args.engine)  # warm the imports
     print(f"{args.policy} on {Path(args.config).name}, {args.requests:,} requests, "
           f"best / median of {args.repeat} runs (wall microseconds)")
     print(f"{'load':>5} {'iterations':>10} {'per request':>16} {'per iteration':>16} "
@@ -43,7 +47,7 @@ def main() -> None:
         walls, iterations = [], 0
         for seed in range(args.repeat):
             t0 = time.perf_counter()
-            result = lse.simulate(cfg, policy=args.policy, seed=seed)
+            result = lse.simulate(cfg, policy=args.policy, seed=seed, engine=args.engine)
             walls.append(time.perf_counter() - t0)
             iterations = len(result.batches)
         per_req = [w / args.requests * 1e6 for w in walls]

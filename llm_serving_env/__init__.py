@@ -26,6 +26,7 @@ from llm_serving_env.env import (
 from llm_serving_env.schema.fields import ConfigError
 from llm_serving_env.sim.batch import Batch, SchedulingError, Wait
 from llm_serving_env.sim.engine import Simulator
+from llm_serving_env.sim.fast import ENGINES
 from llm_serving_env.sim.result import RunResult
 from llm_serving_env.sim.scheduler import (
     DecisionView,
@@ -45,6 +46,7 @@ if COMPOSE_ENV_ID not in _gymnasium.registry:
                         entry_point="llm_serving_env.env.compose_env:LLMComposeEnv")
 
 __all__ = [
+    "ENGINES",
     "COMPOSE_ENV_ID", "ENV_ID", "BaselineAgent", "CompactActionWrapper",
     "CompactMultiDiscreteWrapper", "LLMComposeEnv", "LLMServingEnv",
     "Batch", "CapacityResult", "ConfigError", "DecisionView", "RunResult", "Scheduler",

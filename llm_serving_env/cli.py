@@ -38,6 +38,7 @@ from llm_serving_env.config.files import load_config, parse_override
 from llm_serving_env.config.sim_config import SimConfig
 from llm_serving_env.schema.fields import ConfigError
 from llm_serving_env.sim.batch import SchedulingError
+from llm_serving_env.sim.fast import ENGINES, fast_path_gap
 from llm_serving_env.sim.result import SLO_KEYS, SUMMARY_KEYS
 from llm_serving_env.sim.simulate import simulate
 
@@ -279,19 +280,25 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from llm_serving_env.sim.scheduler import make_scheduler
 
     cfg = _load(args)
-    if args.policy is not None:
-        try:
-            make_scheduler(cfg, args.policy)
-        except ConfigError as exc:
-            raise CliError(f"--policy {args.policy}: {exc}") from None
+    try:
+        scheduler = make_scheduler(cfg, args.policy)
+    except ConfigError as exc:
+        if args.policy is None:
+            raise
+        raise CliError(f"--policy {args.policy}: {exc}") from None
+    gap = fast_path_gap(cfg, scheduler)
+    if args.engine == "compiled" and gap is not None:
+        raise CliError(f"--engine compiled: {gap}; use --engine auto or reference")
+    engine = "reference" if args.engine == "reference" or gap is not None else "compiled"
     outs = _outputs(args, [("json", "--json", ())])
     t0 = time.perf_counter()
-    result = simulate(cfg, policy=args.policy, seed=args.seed, progress=_progress(args))
+    result = simulate(cfg, policy=args.policy, seed=args.seed, progress=_progress(args),
+                      engine=engine)
     wall = time.perf_counter() - t0
     summary = result.summary()
     name = args.policy or cfg.scheduler.name
     print(f"scheduler={name} seed={args.seed} requests={cfg.num_requests} "
-          f"(warm-up {cfg.warmup_requests}) wall={wall:.2f}s")
+          f"(warm-up {cfg.warmup_requests}) engine={engine} wall={wall:.2f}s")
     width = max(len(k) for k in summary)
     for key, value in summary.items():
         text = f"{value:.6g}" if isinstance(value, float) else str(value)
@@ -642,6 +649,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--policy", default=None, help="scheduler name (default: the config's)")
     p.add_argument("--seed", type=SEED, default=0, help="root seed (>= 0, default 0)")
     p.add_argument("--json", default=None, metavar="OUT", help="write the summary as JSON")
+    p.add_argument("--engine", choices=ENGINES, default="auto",
+                   help="auto (default): the compiled engine when it covers the run, else the "
+                        "Python reference engine (same results, bit for bit); compiled: "
+                        "insist on it; reference: always Python")
     _add_mkdir(p)
     _add_progress(p, "finished requests")
     p.set_defaults(func=cmd_simulate)

@@ -160,16 +160,20 @@ class ServiceModel:
         buf = self._buf
         return self.c_s * buf[i] + self.a_s * buf[i + 1] * -(-b // self.b0_tokens)
 
+    def next_noise_block(self) -> np.ndarray:
+        """Draw the next block of unit-mean noise: float64 (2 * NOISE_BLOCK,), C and A
+        alternating (what :meth:`sample_s` consumes; the compiled engine reads it directly)."""
+        rng = self._rng
+        if rng is None:
+            raise ValueError("deterministic service noise draws no random numbers")
+        if self.noise == "exponential":
+            return rng.standard_exponential(2 * NOISE_BLOCK)
+        cv2 = self.cv * self.cv  # type: ignore[operator]
+        return rng.standard_gamma(1.0 / cv2, 2 * NOISE_BLOCK) * cv2
+
     def _refill(self) -> None:
         """Draw the next block of 2 * NOISE_BLOCK unit-mean values (C, A alternating)."""
-        rng = self._rng
-        assert rng is not None
-        if self.noise == "exponential":
-            block = rng.standard_exponential(2 * NOISE_BLOCK)
-        else:
-            cv2 = self.cv * self.cv  # type: ignore[operator]
-            block = rng.standard_gamma(1.0 / cv2, 2 * NOISE_BLOCK) * cv2
-        self._buf = block.tolist()
+        self._buf = self.next_noise_block().tolist()
         self._pos = 0
 
     # -- display -------------------------------------------------------------------------------

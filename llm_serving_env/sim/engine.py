@@ -1224,14 +1224,23 @@ class Simulator:
         max_tbt = np.zeros(self.n)
         np.maximum.at(max_tbt, ids, gaps)
         measured = ids >= self.warmup
+        return self.assemble_result(gaps[measured], rows[measured], max_tbt,
+                                    self._batches.trimmed(), policy)
+
+    def assemble_result(self, gaps: np.ndarray, rows: np.ndarray, max_tbt: np.ndarray,
+                        batch_columns: dict[str, np.ndarray], policy: str) -> RunResult:
+        """The RunResult of the run whose per-request state this engine holds, given the token
+        gaps (s) of the measured requests and the batch row that emitted each, in emission
+        order (shape (g,) each), every request's largest gap (s, 0 without one; shape (n,))
+        and the batch log's columns (the compiled engine hands in its own)."""
         return RunResult(
             config=self.config, seed=self.seed, warmup=self.warmup,
             arrival_s=self.arrival_s.copy(), prompt_tokens=self.prompt.copy(),
             output_tokens=self.output.copy(), first_scheduled_s=self.first_scheduled_s.copy(),
             first_token_s=self.first_token_s.copy(), finish_s=self.finish_s.copy(),
             max_tbt_s=max_tbt, gpu=self.gpu_of.copy(), first_gpu=self.first_gpu.copy(),
-            preemptions=self.preemptions.copy(), batch_columns=self._batches.trimmed(),
-            tbt_gaps_s=gaps[measured], tbt_gap_batch=rows[measured], num_gpus=self.num_gpus,
+            preemptions=self.preemptions.copy(), batch_columns=batch_columns,
+            tbt_gaps_s=gaps, tbt_gap_batch=rows, num_gpus=self.num_gpus,
             transfer_columns=self._transfer_columns(), policy=policy,
             slo_class=self.slo_class.copy(), cached_tokens=self.cached_tokens.copy())
 

@@ -72,6 +72,25 @@ class RequestTable:
 
 
 @dataclasses.dataclass(frozen=True)
+class CompiledRule:
+    """A rule of the compiled engine (``llm_serving_env.sim.fast.layout.RULE_CODES``) and its
+    parameters: what a built-in scheduler's :meth:`Scheduler.compiled_rule` returns.
+
+    Attributes:
+        name: the rule's name (``"hybrid"``, ``"orca"``, ...).
+        ints: its integer parameters (hybrid: the token budget), at most 8.
+        floats: its real parameters (prefill_first: the KV watermark), at most 8.
+        table: a planning rule's iteration times T(b) in seconds for b = 0..K, float64
+            ``(K + 1,)`` (slo_aware), else None.
+    """
+
+    name: str
+    ints: tuple[int, ...] = ()
+    floats: tuple[float, ...] = ()
+    table: np.ndarray | None = None
+
+
+@dataclasses.dataclass(frozen=True)
 class WorkloadLimits:
     """The limits a run's requests stay within, as a serving engine's ``max_model_len`` and
     ``max_tokens`` would state them: the longest prompt and the longest output (tokens). All a
@@ -235,6 +254,13 @@ class Scheduler(ABC):
     @abstractmethod
     def schedule(self, view: DecisionView) -> Batch | Wait:
         """Return the next batch for ``view.gpu``, or a Wait."""
+
+    def compiled_rule(self) -> CompiledRule | None:
+        """The compiled engine's version of this scheduler's rule, or None (the default: the
+        reference engine runs it). A scheduler returns one only when the compiled rule builds
+        exactly the batches its :meth:`schedule` would, so not for a subclass that may
+        override ``schedule``."""
+        return None
 
     @property
     def label(self) -> str:

@@ -9,7 +9,9 @@ from typing import Any
 
 from llm_serving_env.config.files import load_config
 from llm_serving_env.config.sim_config import SimConfig
+from llm_serving_env.schema.fields import ConfigError
 from llm_serving_env.sim.engine import Simulator
+from llm_serving_env.sim.fast.support import ENGINES, fast_path_gap
 from llm_serving_env.sim.result import RunResult
 from llm_serving_env.sim.scheduler import Scheduler, make_scheduler
 from llm_serving_env.workload.generate import Workload
@@ -74,6 +76,7 @@ def simulate(
     seed: int = 0,
     workload: Workload | None = None,
     progress: bool = False,
+    engine: str = "auto",
 ) -> RunResult:
     """Simulate one run.
 
@@ -85,6 +88,11 @@ def simulate(
         seed: root seed of the run's random streams (workload, service noise, policy).
         workload: optional explicit workload (e.g. a replayed trace) instead of generating one.
         progress: show a progress bar of finished requests (stderr).
+        engine: ``"auto"`` (default) runs the compiled engine when it covers the case (a
+            built-in scheduler with a compiled rule; see ``llm_serving_env.sim.fast``) and
+            the Python reference engine otherwise; ``"compiled"`` insists on the compiled
+            one (ConfigError naming why it cannot); ``"reference"`` always runs Python. Both
+            give the same RunResult, bit for bit.
 
     Returns:
         The run's RunResult (``.summary()``, ``.requests``, ``.batches``).
@@ -92,10 +100,20 @@ def simulate(
     Warns:
         ThrashingWarning: more preemptions than requests (too little KV memory for the load).
     """
+    if engine not in ENGINES:
+        raise ConfigError(f"engine = {engine!r}: must be one of {', '.join(ENGINES)}")
     cfg = as_config(config)
     scheduler = policy if isinstance(policy, Scheduler) else make_scheduler(cfg, policy)
+    gap = None if engine == "reference" else fast_path_gap(cfg, scheduler)
+    if engine == "compiled" and gap is not None:
+        raise ConfigError(f"engine = 'compiled': {gap}; use engine='auto' or 'reference'")
     sim = Simulator(cfg, seed=seed, workload=workload)
     sim.reset()
-    result = run_policy(sim, scheduler, progress=progress)
+    if engine != "reference" and gap is None:
+        from llm_serving_env.sim.fast.runner import run_compiled
+
+        result = run_compiled(sim, scheduler, progress=progress)
+    else:
+        result = run_policy(sim, scheduler, progress=progress)
     warn_if_thrashing(result)
     return result
