@@ -97,7 +97,7 @@ def main() -> None:
               f"{measure(WORKLOADS['default'], 'compiled', 1)['first_call_s']:.2f} s")
     if args.million:
         report("azure 1M", "compiled",
-               measure(WORKLOADS["azure_conv_8b"], "compiled", 1, requests=1_000_000))
+               measure(WORKLOADS["azure_conv_8b"], "compiled", args.repeat, requests=1_000_000))
 
 
 if __name__ == "__main__":

@@ -267,3 +267,21 @@ def test_command_line_engine_choice(capsys):
     err = capsys.readouterr().err.strip()
     assert err == ("llm-serving: error: --engine compiled: gpus.prefix_caching is not compiled "
                    "yet; use --engine auto or reference")
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(st.lists(st.tuples(st.sampled_from([0.0, 0.045, 0.1, 0.2, 1 / 3, 0.5, 2.0]),
+                          st.integers(1, 6)), min_size=1, max_size=40),
+       st.sampled_from([0.0, 0.5, 0.95, 0.99, 1.0, 0.123]))
+def test_tbt_metrics_from_runs_equal_numpy_on_the_expanded_gaps(runs, q):
+    from llm_serving_env.sim.result import _run_mean, _run_quantile, gap_runs
+
+    values = np.array([v for v, _ in runs])
+    lengths = np.array([c for _, c in runs], dtype=np.int64)
+    gaps = np.repeat(values, lengths)
+    assert _run_quantile(values, lengths, q) == float(np.quantile(gaps, q))  # bit for bit
+    assert _run_mean(values, lengths) == pytest.approx(float(gaps.mean()), rel=1e-14)
+    rows = np.repeat(np.arange(values.size), lengths)  # one run per batch
+    v, n, r = gap_runs(gaps, rows)
+    np.testing.assert_array_equal(np.repeat(v, n), gaps)
+    np.testing.assert_array_equal(np.repeat(r, n), rows)

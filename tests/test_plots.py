@@ -204,8 +204,9 @@ def hand_run() -> RunResult:
             "token_load": np.array([100, 51, 2, 1]),
         },
         # r0: 1.0 -> 1.6 -> 2.4 ; r1: 1.6 -> 2.4 -> 3.0 (gap ends at batches 1, 2, 2, 3)
-        tbt_gaps_s=np.array([0.6, 0.8, 0.8, 0.6]),
-        tbt_gap_batch=np.array([1, 2, 2, 3]),
+        tbt_gap_run_s=np.array([0.6, 0.8, 0.6]),
+        tbt_gap_run_length=np.array([1, 2, 1]),
+        tbt_gap_run_batch=np.array([1, 2, 3]),
         num_gpus=1,
     )
 

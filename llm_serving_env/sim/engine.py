@@ -39,7 +39,7 @@ from llm_serving_env.schema.fields import ConfigError
 from llm_serving_env.sim.batch import Batch, SchedulingError, Wait
 from llm_serving_env.sim.id_line import IdLine
 from llm_serving_env.sim.prefix_cache import PrefixCache, leading_matches
-from llm_serving_env.sim.result import RunResult
+from llm_serving_env.sim.result import RunResult, gap_runs
 from llm_serving_env.sim.scheduler import DecisionView, RequestTable, WorkloadLimits
 from llm_serving_env.workload.generate import Workload, generate_workload
 
@@ -1224,15 +1224,17 @@ class Simulator:
         max_tbt = np.zeros(self.n)
         np.maximum.at(max_tbt, ids, gaps)
         measured = ids >= self.warmup
-        return self.assemble_result(gaps[measured], rows[measured], max_tbt,
+        return self.assemble_result(gap_runs(gaps[measured], rows[measured]), max_tbt,
                                     self._batches.trimmed(), policy)
 
-    def assemble_result(self, gaps: np.ndarray, rows: np.ndarray, max_tbt: np.ndarray,
-                        batch_columns: dict[str, np.ndarray], policy: str) -> RunResult:
+    def assemble_result(self, runs: tuple[np.ndarray, np.ndarray, np.ndarray],
+                        max_tbt: np.ndarray, batch_columns: dict[str, np.ndarray],
+                        policy: str) -> RunResult:
         """The RunResult of the run whose per-request state this engine holds, given the token
-        gaps (s) of the measured requests and the batch row that emitted each, in emission
-        order (shape (g,) each), every request's largest gap (s, 0 without one; shape (n,))
-        and the batch log's columns (the compiled engine hands in its own)."""
+        gaps of the measured requests run-length encoded in emission order (``(values s,
+        lengths, batch rows)``, :func:`~llm_serving_env.sim.result.gap_runs`), every
+        request's largest gap (s, 0 without one; shape (n,)) and the batch log's columns
+        (the compiled engine hands in its own)."""
         return RunResult(
             config=self.config, seed=self.seed, warmup=self.warmup,
             arrival_s=self.arrival_s.copy(), prompt_tokens=self.prompt.copy(),
@@ -1240,7 +1242,8 @@ class Simulator:
             first_token_s=self.first_token_s.copy(), finish_s=self.finish_s.copy(),
             max_tbt_s=max_tbt, gpu=self.gpu_of.copy(), first_gpu=self.first_gpu.copy(),
             preemptions=self.preemptions.copy(), batch_columns=batch_columns,
-            tbt_gaps_s=gaps, tbt_gap_batch=rows, num_gpus=self.num_gpus,
+            tbt_gap_run_s=runs[0], tbt_gap_run_length=runs[1], tbt_gap_run_batch=runs[2],
+            num_gpus=self.num_gpus,
             transfer_columns=self._transfer_columns(), policy=policy,
             slo_class=self.slo_class.copy(), cached_tokens=self.cached_tokens.copy())
 

@@ -41,6 +41,44 @@ def _mean(values: np.ndarray) -> float:
     return float(values.mean()) if values.size else float("nan")
 
 
+def gap_runs(gaps: np.ndarray, rows: np.ndarray
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Run-length encode token gaps in emission order: ``(values, lengths, rows)``, one entry
+    per maximal run of consecutive gaps with the same value (s) and the same batch row. Most
+    decodes of a batch share one gap (they also ran in the GPU's previous batch), so a run
+    holds about one entry per batch where the gaps hold one per token."""
+    if gaps.size == 0:
+        return np.zeros(0), np.zeros(0, np.int64), np.zeros(0, np.int64)
+    starts = np.flatnonzero(np.concatenate(
+        ([True], (gaps[1:] != gaps[:-1]) | (rows[1:] != rows[:-1]))))
+    lengths = np.diff(np.append(starts, gaps.size)).astype(np.int64)
+    return gaps[starts], lengths, rows[starts].astype(np.int64)
+
+
+def _run_mean(values: np.ndarray, lengths: np.ndarray) -> float:
+    """Mean of ``values`` repeated ``lengths`` times."""
+    n = int(lengths.sum())
+    return float((values * lengths).sum() / n) if n else float("nan")
+
+
+def _run_quantile(values: np.ndarray, lengths: np.ndarray, q: float) -> float:
+    """Quantile ``q`` of ``values`` repeated ``lengths`` times, as numpy's default (linear)
+    method defines it on the expanded array: the order statistics at ``floor(h)`` and the
+    next, ``h = (n - 1) q``, interpolated; without expanding."""
+    n = int(lengths.sum())
+    if not n:
+        return float("nan")
+    order = np.argsort(values, kind="stable")
+    ends = np.cumsum(lengths[order])  # sorted values[order[i]] fill positions < ends[i]
+    h = (n - 1) * q
+    lo = int(np.floor(h))
+    a, b = (float(values[order[np.searchsorted(ends, j, side="right")]])
+            for j in (lo, min(lo + 1, n - 1)))
+    t = h - lo
+    diff = b - a
+    return b - diff * (1 - t) if t >= 0.5 else a + diff * t
+
+
 @dataclass(eq=False)
 class RunResult:
     """Outcome of one simulation run.
@@ -48,8 +86,11 @@ class RunResult:
     Per-request arrays have shape (num_requests,), indexed by request id (arrival order).
     ``batch_columns`` holds per-iteration arrays (gpu, start_s, end_s, prefill_tokens,
     num_prefills, num_decodes, token_load); :attr:`batches` is their DataFrame.
-    ``tbt_gaps_s`` holds every gap between consecutive output tokens of the measured requests
-    (shape (g,)), and ``tbt_gap_batch`` the batch row whose end emitted each of those tokens.
+    The gaps between consecutive output tokens of the measured requests are stored run-length
+    encoded in emission order (:func:`gap_runs`): ``tbt_gap_run_s`` (the gap, s),
+    ``tbt_gap_run_length`` and ``tbt_gap_run_batch`` (the batch row whose end emitted those
+    tokens), shape (k,) each; :attr:`tbt_gaps_s` and :attr:`tbt_gap_batch` expand them
+    (shape (g,), one per gap), and the summary's TBT metrics never do.
     ``transfer_columns`` holds the KV transfers of a disaggregated run, in landing order
     (request, src, dst, start_s, end_s, bytes; empty otherwise).
     """
@@ -68,14 +109,26 @@ class RunResult:
     first_gpu: np.ndarray
     preemptions: np.ndarray
     batch_columns: dict[str, np.ndarray]
-    tbt_gaps_s: np.ndarray
-    tbt_gap_batch: np.ndarray
+    tbt_gap_run_s: np.ndarray
+    tbt_gap_run_length: np.ndarray
+    tbt_gap_run_batch: np.ndarray
     num_gpus: int
     transfer_columns: dict[str, np.ndarray] = field(default_factory=dict)
     policy: str = ""  # the scheduler that ran (Scheduler.label); "" = the config's scheduler
     slo_class: np.ndarray | None = None  # index into slo.classes per request (None: all 0)
     # prompt tokens served from the prefix cache at each request's first admission (None: 0)
     cached_tokens: np.ndarray | None = None
+
+    @cached_property
+    def tbt_gaps_s(self) -> np.ndarray:
+        """Every gap (s) between consecutive output tokens of the measured requests, in
+        emission order, shape (g,)."""
+        return np.repeat(self.tbt_gap_run_s, self.tbt_gap_run_length)
+
+    @cached_property
+    def tbt_gap_batch(self) -> np.ndarray:
+        """The batch row whose end emitted each gap's later token, shape (g,)."""
+        return np.repeat(self.tbt_gap_run_batch, self.tbt_gap_run_length)
 
     @property
     def policy_name(self) -> str:
@@ -212,7 +265,7 @@ class RunResult:
         t0, t1 = self.window_s
         span = t1 - t0 if n else float("nan")
         ttft, e2e = self.ttft_s[m], self.e2e_s[m]
-        gaps = self.tbt_gaps_s
+        runs = self.tbt_gap_run_s, self.tbt_gap_run_length
         b = self.batch_columns
         in_window = (b["start_s"] >= t0) & (b["start_s"] <= t1)
         out: dict[str, Any] = {
@@ -224,9 +277,9 @@ class RunResult:
             "ttft_p50_s": _quantile(ttft, 0.50),
             "ttft_p95_s": _quantile(ttft, 0.95),
             "ttft_p99_s": _quantile(ttft, 0.99),
-            "tbt_mean_s": _mean(gaps),
-            "tbt_p95_s": _quantile(gaps, 0.95),
-            "tbt_p99_s": _quantile(gaps, 0.99),
+            "tbt_mean_s": _run_mean(*runs),
+            "tbt_p95_s": _run_quantile(*runs, 0.95),
+            "tbt_p99_s": _run_quantile(*runs, 0.99),
             "e2e_mean_s": _mean(e2e),
             "e2e_p50_s": _quantile(e2e, 0.50),
             "e2e_p95_s": _quantile(e2e, 0.95),

@@ -190,21 +190,27 @@ def _recharge(r, g, req_i, req_f, gpu_i):
 
 
 @nb.njit(cache=True)
-def _gap(r, end, row, req_f, sc_i, gap_s, gap_row):
+def _gap(r, end, row, req_f, sc_i, gap_s, gap_row, gap_len):
     """Request ``r`` emits a token at ``end`` (s), from batch ``row``: its gap since the last
-    one counts towards its largest gap and, once past the warm-up, is recorded."""
+    one counts towards its largest gap and, once past the warm-up, joins the run-length
+    encoded gaps (``RunResult.tbt_gap_run_*``): the current run if it has the same value and
+    row, else a new run (``NUM_GAPS`` counts the runs)."""
     gap = end - req_f[LAST_TOKEN, r]
     if gap > req_f[MAX_TBT, r]:
         req_f[MAX_TBT, r] = gap
     if r >= sc_i[WARMUP]:
         k = sc_i[NUM_GAPS]
-        gap_s[k] = gap
-        gap_row[k] = row
-        sc_i[NUM_GAPS] = k + 1
+        if k and gap_row[k - 1] == row and gap_s[k - 1] == gap:
+            gap_len[k - 1] += 1
+        else:
+            gap_s[k] = gap
+            gap_row[k] = row
+            gap_len[k] = 1
+            sc_i[NUM_GAPS] = k + 1
 
 
 @nb.njit(cache=True)
-def _complete(g, req_i, req_f, gpu_i, gpu_f, lists, sc_i, flight, gap_s, gap_row):
+def _complete(g, req_i, req_f, gpu_i, gpu_f, lists, sc_i, flight, gap_s, gap_row, gap_len):
     """The end of GPU ``g``'s batch (engine ``_complete``, mixed role)."""
     nxt, prv = req_i[NEXT], req_i[PREV]
     q = sc_i[NUM_QUEUES]
@@ -217,7 +223,7 @@ def _complete(g, req_i, req_f, gpu_i, gpu_f, lists, sc_i, flight, gap_s, gap_row
     num_d = gpu_i[FLIGHT_ND, g]
     for j in range(num_d):
         d = flight[2, g, j]
-        _gap(d, end, row, req_f, sc_i, gap_s, gap_row)
+        _gap(d, end, row, req_f, sc_i, gap_s, gap_row, gap_len)
         req_f[LAST_TOKEN, d] = end
         req_i[GENERATED, d] += 1
         if req_i[GENERATED, d] == req_i[OUTPUT, d]:
@@ -231,7 +237,7 @@ def _complete(g, req_i, req_f, gpu_i, gpu_f, lists, sc_i, flight, gap_s, gap_row
     for j in range(num_p):
         p = flight[0, g, j]
         if req_i[PREFILLED, p] == req_i[TARGET, p] and req_i[GENERATED, p] > 0:
-            _gap(p, end, row, req_f, sc_i, gap_s, gap_row)
+            _gap(p, end, row, req_f, sc_i, gap_s, gap_row, gap_len)
     for j in range(num_p):
         p = flight[0, g, j]
         if req_i[PREFILLED, p] != req_i[TARGET, p]:
@@ -518,7 +524,7 @@ def _execute(g, num_p, num_d, req_i, req_f, gpu_i, gpu_f, lists, sc_i, sc_f, scr
 
 @nb.njit(cache=True)
 def run(req_i, req_f, gpu_i, gpu_f, lists, sc_i, sc_f, plan, scratch, noise, flight, log_i, log_f,
-        gap_s, gap_row, max_decisions):
+        gap_s, gap_row, gap_len, max_decisions):
     """Advance the simulation until it ends or needs the caller (see the module docstring).
 
     Returns a status of :mod:`.layout`: ``DONE``; ``NEED_NOISE`` (refill GPU
@@ -577,7 +583,7 @@ def run(req_i, req_f, gpu_i, gpu_f, lists, sc_i, sc_f, plan, scratch, noise, fli
             for g in range(gpus):
                 if gpu_f[BUSY_UNTIL, g] == t:
                     _complete(g, req_i, req_f, gpu_i, gpu_f, lists, sc_i, flight, gap_s,
-                              gap_row)
+                              gap_row, gap_len)
             event = True
         if t_arrival == t:
             _admit_arrivals(t, req_i, req_f, gpu_i, lists, sc_i)

@@ -101,7 +101,10 @@ def _tables(sim: Simulator, scheduler: Scheduler) -> dict[str, np.ndarray]:
         "scratch": np.zeros((L.SCRATCH_ROWS, width), np.int64),
         "noise": noise, "flight": np.zeros((3, g, width), np.int64),
         "log_i": np.zeros((5, capacity), np.int64), "log_f": np.zeros((2, capacity)),
+        # room for one run per gap; np.zeros maps pages lazily, so only the runs written
+        # (about one per batch) take memory
         "gap_s": np.zeros(gaps, np.float64), "gap_row": np.zeros(gaps, np.int64),
+        "gap_len": np.zeros(gaps, np.int64),
     }
 
 
@@ -136,7 +139,7 @@ def run_compiled(sim: Simulator, scheduler: Scheduler, progress: bool = False) -
         while True:
             status = run(t["req_i"], t["req_f"], t["gpu_i"], t["gpu_f"], t["lists"], t["sc_i"],
                          t["sc_f"], t["plan"], t["scratch"], t["noise"], t["flight"], t["log_i"],
-                         t["log_f"], t["gap_s"], t["gap_row"], step)
+                         t["log_f"], t["gap_s"], t["gap_row"], t["gap_len"], step)
             if status == L.DONE:
                 break
             if status == L.NEED_NOISE:
@@ -191,5 +194,6 @@ def _result(sim: Simulator, scheduler: Scheduler, t: dict[str, np.ndarray]) -> R
         "num_decodes": log_i[LOG_NUM_DECODES, :rows].astype(np.int32),
         "token_load": log_i[LOG_TOKEN_LOAD, :rows].copy(),
     }
-    return sim.assemble_result(t["gap_s"], t["gap_row"], req_f[L.MAX_TBT].copy(), columns,
-                               scheduler.label)
+    k = int(t["sc_i"][L.NUM_GAPS])
+    runs = t["gap_s"][:k].copy(), t["gap_len"][:k].copy(), t["gap_row"][:k].copy()
+    return sim.assemble_result(runs, req_f[L.MAX_TBT].copy(), columns, scheduler.label)
