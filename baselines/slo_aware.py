@@ -149,7 +149,12 @@ from llm_serving_env.hardware.service import ServiceModel
 from llm_serving_env.schema.fields import ConfigError
 from llm_serving_env.sim.batch import Batch, Wait
 from llm_serving_env.sim.batching import fill_prefill_budget
-from llm_serving_env.sim.fast.layout import ORDER_FCFS, ORDER_SRPT, ORDER_TRIAGE
+from llm_serving_env.sim.fast.layout import (
+    ORDER_FCFS,
+    ORDER_SRPT,
+    ORDER_TRIAGE,
+    slo_rule_params,
+)
 from llm_serving_env.sim.scheduler import (
     CompiledRule,
     DecisionView,
@@ -438,12 +443,13 @@ class SloAwareScheduler(Scheduler):
         if type(self) not in (SloAwareScheduler, SloTriageScheduler):  # subclasses may differ
             return None
         order = {"srpt": ORDER_SRPT, "fcfs": ORDER_FCFS, "triage": ORDER_TRIAGE}[self._order]
-        return CompiledRule(
-            "slo_aware",
-            ints=(self.min_budget, self.max_budget, order, self.config.kv_headroom_blocks,
-                  int(self.config.attention_aware), 0),
-            floats=(self.margin_s, self.ttft_s, self.max_wait_s, 0.0, self.tbt_s),
-            table=self.time_table("mixed"))
+        ints, floats = slo_rule_params(
+            min_budget=self.min_budget, max_budget=self.max_budget, order=order,
+            headroom_blocks=self.config.kv_headroom_blocks,
+            attention_aware=self.config.attention_aware, per_request_tbt=False,
+            margin_s=self.margin_s, ttft_s=self.ttft_s, max_wait_s=self.max_wait_s,
+            horizon_s=0.0, tbt_s=self.tbt_s)
+        return CompiledRule("slo_aware", ints, floats, self.time_table("mixed"))
 
     def headroom(self, view: DecisionView) -> int:
         """KV blocks prefill chunks leave free: ``kv_headroom_blocks`` per resident request

@@ -36,7 +36,7 @@ from baselines.slo_aware import SloAwareScheduler, SloTriageConfig, assemble_bat
 from llm_serving_env.config.sim_config import SimConfig
 from llm_serving_env.sim.batch import Batch, Wait
 from llm_serving_env.sim.batching import fill_prefill_budget
-from llm_serving_env.sim.fast.layout import ORDER_URGENCY
+from llm_serving_env.sim.fast.layout import ORDER_URGENCY, slo_rule_params
 from llm_serving_env.sim.scheduler import (
     CompiledRule,
     DecisionView,
@@ -109,12 +109,12 @@ class SloClassesScheduler(SloAwareScheduler):
     def compiled_rule(self) -> CompiledRule | None:
         if type(self) is not SloClassesScheduler:  # a subclass may schedule otherwise
             return None
-        return CompiledRule(
-            "slo_aware",
-            ints=(self.min_budget, self.max_budget, ORDER_URGENCY,
-                  self.config.kv_headroom_blocks, 0, 1),
-            floats=(self.margin_s, self.ttft_s, self.max_wait_s, self.horizon_s, self.tbt_s),
-            table=self.time_table("mixed"))
+        ints, floats = slo_rule_params(
+            min_budget=self.min_budget, max_budget=self.max_budget, order=ORDER_URGENCY,
+            headroom_blocks=self.config.kv_headroom_blocks, attention_aware=False,
+            per_request_tbt=True, margin_s=self.margin_s, ttft_s=self.ttft_s,
+            max_wait_s=self.max_wait_s, horizon_s=self.horizon_s, tbt_s=self.tbt_s)
+        return CompiledRule("slo_aware", ints, floats, self.time_table("mixed"))
 
     def schedule(self, view: DecisionView) -> Batch | Wait:
         dec = view.decoding

@@ -210,6 +210,22 @@ def iter_jobs(
     close()
 
 
+@contextlib.contextmanager
+def _sigint_deferred() -> Iterator[None]:
+    """Hold a Ctrl-C (SIGINT) back until the block ends (POSIX, main thread; elsewhere a
+    no-op): a Ctrl-C between writing a finished run to a file and counting it would make the
+    count and the file disagree."""
+    if not (hasattr(signal, "pthread_sigmask")
+            and threading.current_thread() is threading.main_thread()):
+        yield
+        return
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
 def run_jobs(
     fn: Callable[..., R],
     jobs: Sequence[tuple[Any, ...]],
@@ -227,17 +243,18 @@ def run_jobs(
 
     ``bar_total``, ``bar_initial``, ``bar_step``: as in :func:`iter_jobs`.
     ``on_result(index, result)`` is called in this process as each job finishes (e.g. to
-    append it to a file). A Ctrl-C, also one that lands inside ``on_result``, raises
-    :class:`Interrupted` with the finished results.
+    append it to a file), with Ctrl-C held back until it returns. A Ctrl-C raises
+    :class:`Interrupted` with the finished results: exactly those ``on_result`` handled.
     """
     finished: dict[int, R] = {}
     runs = iter_jobs(fn, jobs, executor=executor, workers=workers, progress=progress, desc=desc,
                      bar_total=bar_total, bar_initial=bar_initial, bar_step=bar_step)
     try:
         for i, result in runs:
-            finished[i] = result
-            if on_result is not None:
-                on_result(i, result)
+            with _sigint_deferred():  # a run is recorded and handed on, or neither
+                finished[i] = result
+                if on_result is not None:
+                    on_result(i, result)
     except Interrupted as exc:
         raise Interrupted({**exc.results, **finished}, len(jobs)) from None
     except KeyboardInterrupt:  # in on_result: stop the jobs still running, keep the rest

@@ -1,5 +1,5 @@
 """The compiled event loop: the reference engine's rules (:mod:`llm_serving_env.sim.engine`)
-step for step, for the configurations :func:`~llm_serving_env.sim.fast.runner.fast_path_gap`
+step for step, for the configurations :func:`~llm_serving_env.sim.fast.support.fast_path_gap`
 accepts, over the tables of :mod:`.layout`.
 
 Every operation mirrors one of the reference engine's, in the same order and with the same
@@ -29,7 +29,6 @@ from llm_serving_env.sim.fast.layout import (
     CHARGED,
     DEADLOCK,
     DEC_NEED,
-    DECISIONS,
     DECODE_S_PER_TOKEN,
     DIDS,
     DONE,
@@ -88,6 +87,7 @@ from llm_serving_env.sim.fast.layout import (
     RUNNING,
     STAIRCASE,
     STATUS_ARG,
+    STATUS_GPU,
     TARGET,
     TRACK_TOKENS,
     VICTIMS,
@@ -413,6 +413,7 @@ def _reserve_kv(g, num_p, num_d, req_i, req_f, gpu_i, lists, sc_i, scratch):
         if preempted:
             return 1, 0, 0
         sc_i[STATUS_ARG] = free
+        sc_i[STATUS_GPU] = g
         return 2, 0, 0
     total = 0
     for i in range(num_d):
@@ -554,7 +555,6 @@ def run(req_i, req_f, gpu_i, gpu_f, lists, sc_i, sc_f, plan, scratch, noise, fli
             if sc_i[NUM_BATCHES] == log_i.shape[1]:
                 return NEED_LOG
             decisions += 1
-            sc_i[DECISIONS] += 1
             kind, num_p, num_d = schedule(g, lists, req_i, req_f, gpu_i, sc_i, sc_f, plan, scratch)
             if kind == WAIT:
                 gpu_i[PARKED, g] = 1

@@ -21,7 +21,8 @@ from __future__ import annotations
 TARGET, PREFILLED, GENERATED, KV_TOKENS, KV_BLOCKS, GPU_OF, FIRST_GPU, QUEUE_OF = range(8)
 PROMPT, OUTPUT, NEXT, PREV, CHARGED, ROUTE_OUTPUT, PREEMPTIONS, MARK = range(8, 16)
 REQ_I_ROWS = 16
-# req_f rows (seconds; NaN until it happens; the request's TTFT and TBT objectives)
+# req_f rows (seconds): times NaN until they happen, the largest gap so far (0 before one),
+# the request's TTFT and TBT objectives
 ARRIVAL, FIRST_SCHEDULED, FIRST_TOKEN, FINISH, LAST_TOKEN, MAX_TBT = range(6)
 TTFT_OBJECTIVE, TBT_OBJECTIVE = range(6, 8)
 REQ_F_ROWS = 8
@@ -37,7 +38,7 @@ GPU_F_ROWS = 2
 # sc_i entries; a rule's integer parameters are sc_i[RULE_INT + j], j < RULE_PARAMS
 (N, NUM_GPUS, NUM_QUEUES, NEXT_ARRIVAL, NUM_FINISHED, NUM_MEASURED, WARMUP, RR_NEXT,
  MAX_TOKENS, MAX_REQUESTS, KV_ENABLED, KV_CAPACITY, BLOCK_TOKENS, TRACK_TOKENS, ROUTER,
- RULE, NOISE, STAIRCASE, B0, NUM_BATCHES, NUM_GAPS, STATUS_ARG, DECISIONS,
+ RULE, NOISE, STAIRCASE, B0, NUM_BATCHES, NUM_GAPS, STATUS_ARG, STATUS_GPU,
  ATTENTION) = range(24)
 RULE_INT = 24
 RULE_PARAMS = 8
@@ -70,3 +71,17 @@ RULE_CODES = {"hybrid": HYBRID, "orca": ORCA, "request_level": REQUEST_LEVEL,
               "dynamic_batch": DYNAMIC_BATCH, "slo_aware": SLO_AWARE}
 # slo_aware's prefill orders (its family: slo_aware, slo_triage, slo_classes)
 ORDER_SRPT, ORDER_FCFS, ORDER_TRIAGE, ORDER_URGENCY = range(4)
+# slo_aware's parameters: sc_i[RULE_INT + SLO_...] and sc_f[RULE_FLOAT + SLO_...]
+(SLO_MIN_BUDGET, SLO_MAX_BUDGET, SLO_ORDER, SLO_HEADROOM, SLO_ATTENTION_AWARE,
+ SLO_PER_REQUEST_TBT) = range(6)
+SLO_MARGIN_S, SLO_TTFT_S, SLO_MAX_WAIT_S, SLO_HORIZON_S, SLO_TBT_S = range(5)
+
+
+def slo_rule_params(*, min_budget: int, max_budget: int, order: int, headroom_blocks: int,
+                    attention_aware: bool, per_request_tbt: bool, margin_s: float,
+                    ttft_s: float, max_wait_s: float, horizon_s: float, tbt_s: float
+                    ) -> tuple[tuple[int, ...], tuple[float, ...]]:
+    """The ``(ints, floats)`` of a ``CompiledRule("slo_aware", ...)``, in the order above."""
+    ints = (min_budget, max_budget, order, headroom_blocks, int(attention_aware),
+            int(per_request_tbt))
+    return ints, (margin_s, ttft_s, max_wait_s, horizon_s, tbt_s)

@@ -4,8 +4,8 @@ scheduler in ``baselines/`` from the same state (see those modules for the rules
 A rule reads the engine's tables (:mod:`.layout`) and writes its batch into the scratch rows
 ``PIDS``/``PTOKS`` (prefill ids and chunk sizes) and ``DIDS`` (decode ids). It returns
 ``(kind, num_prefills, num_decodes)`` with ``kind`` :data:`BATCH` or :data:`WAIT` (a Wait
-until ``sc_f[WAIT_S]``, inf: the next event). Rules have no side effects besides
-``WAIT_S``, so the engine may call one again.
+until ``sc_f[WAIT_S]``, inf: the next event). Rules write only scratch (the scratch rows,
+``WAIT_S``, a planning rule's ``plan[1]``), never the simulation's state.
 
 The waiting list of GPU ``g`` is its partial prefills (list ``Q + g``) followed by its queue,
 as :class:`~llm_serving_env.sim.scheduler.DecisionView` orders it; its decoding set is list
@@ -275,7 +275,6 @@ def cohort(g, lists, req_i, req_f, gpu_i, sc_i, sc_f, scratch):
     (``baselines/dynamic_batch.py``) holds while the oldest one's expected TTFT stays within
     ``RULE_FLOAT`` s."""
     k = sc_i[MAX_TOKENS]
-    sc_f[WAIT_S] = math.inf
     nd = take_decodes(g, k, lists, req_i, sc_i, scratch)
     if nd:
         return BATCH, 0, nd

@@ -7,6 +7,7 @@ loop, and turning the outcome into the same :class:`~llm_serving_env.sim.result.
 from __future__ import annotations
 
 import math
+from types import ModuleType
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -15,16 +16,7 @@ from llm_serving_env.hardware.service import NOISE_BLOCK
 from llm_serving_env.schema.fields import ConfigError
 from llm_serving_env.sim.batch import SchedulingError
 from llm_serving_env.sim.fast import layout as L
-from llm_serving_env.sim.fast.kernel import (
-    LOG_END,
-    LOG_GPU,
-    LOG_NUM_DECODES,
-    LOG_NUM_PREFILLS,
-    LOG_PREFILL_TOKENS,
-    LOG_START,
-    LOG_TOKEN_LOAD,
-    run,
-)
+from llm_serving_env.sim.fast.cache import kernel_module
 from llm_serving_env.sim.fast.layout import RULE_CODES
 from llm_serving_env.sim.fast.support import fast_path_gap
 
@@ -34,6 +26,10 @@ if TYPE_CHECKING:
     from llm_serving_env.sim.scheduler import Scheduler
 
 __all__ = ["run_compiled"]
+
+#: The tables :func:`kernel.run` takes, in its order (then the decisions per call).
+KERNEL_ARGS = ("req_i", "req_f", "gpu_i", "gpu_f", "lists", "sc_i", "sc_f", "plan", "scratch",
+               "noise", "flight", "log_i", "log_f", "gap_s", "gap_row", "gap_len")
 
 #: Decisions per call of the compiled loop: between two calls a progress bar updates and
 #: Python handles signals (Ctrl-C), about every 50 ms of wall time.
@@ -90,7 +86,7 @@ def _tables(sim: Simulator, scheduler: Scheduler) -> dict[str, np.ndarray]:
     noisy = service.noise != "deterministic"
     noise = np.zeros((g, 2 * NOISE_BLOCK if noisy else 2), np.float64)
     gpu_i[L.NOISE_POS] = noise.shape[1]  # empty: the first decision draws a block
-    width = sim.max_batch_requests + 1
+    width = min(sim.max_batch_requests, n) + 1  # no batch holds more (and n may be 0)
     capacity = max(256, n)
     # one gap per output token after a request's first, kept for measured requests
     measured = sim.output[sim.warmup:]
@@ -128,6 +124,7 @@ def run_compiled(sim: Simulator, scheduler: Scheduler, progress: bool = False) -
         raise ConfigError(f"the compiled engine cannot run this: {gap}")
     scheduler.check_feasible(sim.limits)
     scheduler.reset(sim.policy_rng)
+    kernel = kernel_module()
     t = _tables(sim, scheduler)
     bar = None
     if progress:
@@ -137,9 +134,7 @@ def run_compiled(sim: Simulator, scheduler: Scheduler, progress: bool = False) -
     step = PROGRESS_EVERY
     try:
         while True:
-            status = run(t["req_i"], t["req_f"], t["gpu_i"], t["gpu_f"], t["lists"], t["sc_i"],
-                         t["sc_f"], t["plan"], t["scratch"], t["noise"], t["flight"], t["log_i"],
-                         t["log_f"], t["gap_s"], t["gap_row"], t["gap_len"], step)
+            status = kernel.run(*(t[name] for name in KERNEL_ARGS), step)
             if status == L.DONE:
                 break
             if status == L.NEED_NOISE:
@@ -160,18 +155,20 @@ def run_compiled(sim: Simulator, scheduler: Scheduler, progress: bool = False) -
                     "waiting and no arrival or Wait expiry is left: the policy would never "
                     "serve them")
             else:
+                free, g = int(t["sc_i"][L.STATUS_ARG]), int(t["sc_i"][L.STATUS_GPU])
                 raise SchedulingError(
-                    "kv_memory", f"no chunk of the batch fits in the {int(t['sc_i'][L.STATUS_ARG])}"
-                    " free KV blocks of the GPU and nothing runs on it to preempt (admit "
-                    "prefills only while they fit in view.kv_free_blocks)")
+                    "kv_memory", f"no chunk of the batch fits in the {free} free KV blocks of "
+                    f"GPU {g} and nothing runs on it to preempt (admit prefills only while "
+                    "they fit in view.kv_free_blocks)")
     finally:
         if bar is not None:
             bar.update(int(t["sc_i"][L.NUM_FINISHED]) - bar.n)
             bar.close()
-    return _result(sim, scheduler, t)
+    return _result(sim, scheduler, t, kernel)
 
 
-def _result(sim: Simulator, scheduler: Scheduler, t: dict[str, np.ndarray]) -> RunResult:
+def _result(sim: Simulator, scheduler: Scheduler, t: dict[str, np.ndarray],
+            kernel: ModuleType) -> RunResult:
     req_i, req_f = t["req_i"], t["req_f"]
     sim.first_scheduled_s[:] = req_f[L.FIRST_SCHEDULED]
     sim.first_token_s[:] = req_f[L.FIRST_TOKEN]
@@ -182,17 +179,18 @@ def _result(sim: Simulator, scheduler: Scheduler, t: dict[str, np.ndarray]) -> R
     sim.preemptions[:] = req_i[L.PREEMPTIONS]
     sim.generated[:] = req_i[L.GENERATED]
     sim.num_finished = int(t["sc_i"][L.NUM_FINISHED])
+    sim.num_finished_measured = int(t["sc_i"][L.NUM_MEASURED])
     sim.now_s = float(t["sc_f"][L.NOW])
     rows = int(t["sc_i"][L.NUM_BATCHES])
     log_i, log_f = t["log_i"], t["log_f"]
     columns = {
-        "gpu": log_i[LOG_GPU, :rows].astype(np.int32),
-        "start_s": log_f[LOG_START, :rows].copy(),
-        "end_s": log_f[LOG_END, :rows].copy(),
-        "prefill_tokens": log_i[LOG_PREFILL_TOKENS, :rows].copy(),
-        "num_prefills": log_i[LOG_NUM_PREFILLS, :rows].astype(np.int32),
-        "num_decodes": log_i[LOG_NUM_DECODES, :rows].astype(np.int32),
-        "token_load": log_i[LOG_TOKEN_LOAD, :rows].copy(),
+        "gpu": log_i[kernel.LOG_GPU, :rows].astype(np.int32),
+        "start_s": log_f[kernel.LOG_START, :rows].copy(),
+        "end_s": log_f[kernel.LOG_END, :rows].copy(),
+        "prefill_tokens": log_i[kernel.LOG_PREFILL_TOKENS, :rows].copy(),
+        "num_prefills": log_i[kernel.LOG_NUM_PREFILLS, :rows].astype(np.int32),
+        "num_decodes": log_i[kernel.LOG_NUM_DECODES, :rows].astype(np.int32),
+        "token_load": log_i[kernel.LOG_TOKEN_LOAD, :rows].copy(),
     }
     k = int(t["sc_i"][L.NUM_GAPS])
     runs = t["gap_s"][:k].copy(), t["gap_len"][:k].copy(), t["gap_row"][:k].copy()

@@ -3,11 +3,8 @@ decodes planned by deadline under an adaptive token budget, prefills in SRPT, FC
 urgency order, the batch assembled within the KV room. Same batches as the Python rules, step
 for step and float operation for float operation (see those modules for the rules).
 
-Parameters (``sc_i[RULE_INT + j]``): k (min budget), K (max budget), the prefill order
-(:data:`~.layout.ORDER_SRPT`, ...), the KV headroom blocks per resident request, whether to
-plan with the attention term, whether decodes have per-request TBT objectives (slo_classes).
-``sc_f[RULE_FLOAT + j]``: the safety margin, the TTFT objective, the aging wait (inf: none),
-the urgency horizon, the TBT objective (s). ``plan[0]`` holds T(b) for b = 0..K.
+Parameters: ``sc_i[RULE_INT + SLO_...]`` and ``sc_f[RULE_FLOAT + SLO_...]``
+(:func:`~.layout.slo_rule_params` names them); ``plan[0]`` holds T(b) for b = 0..K.
 """
 
 from __future__ import annotations
@@ -40,6 +37,17 @@ from llm_serving_env.sim.fast.layout import (
     PTOKS,
     RULE_FLOAT,
     RULE_INT,
+    SLO_ATTENTION_AWARE,
+    SLO_HEADROOM,
+    SLO_HORIZON_S,
+    SLO_MARGIN_S,
+    SLO_MAX_BUDGET,
+    SLO_MAX_WAIT_S,
+    SLO_MIN_BUDGET,
+    SLO_ORDER,
+    SLO_PER_REQUEST_TBT,
+    SLO_TBT_S,
+    SLO_TTFT_S,
     TARGET,
     TBT_OBJECTIVE,
     TTFT_OBJECTIVE,
@@ -59,7 +67,9 @@ from llm_serving_env.sim.fast.rules import (
 
 #: as slo_aware's _EPS_S: slack kept on every deadline
 EPS_S = 1e-9
-#: key offsets of triage / urgency orders (keys are prompt tokens, < 1e12)
+#: key offsets (keys are prompt tokens, < 1e12): triage puts late requests last
+#: (slo_triage's 1e12); the urgency order puts relaxed ones, then doomed ones after the rest
+LATE = 1e12
 NOT_URGENT, DOOMED = 1e12, 2e12
 
 
@@ -109,17 +119,17 @@ def _fill_ordered(waiting, remaining, order, num_partial, budget, slots, scratch
 @nb.njit(cache=True)
 def slo_aware(g, lists, req_i, req_f, gpu_i, sc_i, sc_f, plan, scratch):
     """slo_aware / slo_triage / slo_classes for free GPU ``g``: ``(kind, prefills, decodes)``."""
-    k = sc_i[RULE_INT]
-    top = sc_i[RULE_INT + 1]
-    order_kind = sc_i[RULE_INT + 2]
-    headroom = sc_i[RULE_INT + 3]
-    aware = sc_i[RULE_INT + 4]
-    per_request_tbt = sc_i[RULE_INT + 5]
-    margin = sc_f[RULE_FLOAT]
-    ttft_s = sc_f[RULE_FLOAT + 1]
-    max_wait = sc_f[RULE_FLOAT + 2]
-    horizon = sc_f[RULE_FLOAT + 3]
-    tbt_s = sc_f[RULE_FLOAT + 4]
+    k = sc_i[RULE_INT + SLO_MIN_BUDGET]
+    top = sc_i[RULE_INT + SLO_MAX_BUDGET]
+    order_kind = sc_i[RULE_INT + SLO_ORDER]
+    headroom = sc_i[RULE_INT + SLO_HEADROOM]
+    aware = sc_i[RULE_INT + SLO_ATTENTION_AWARE]
+    per_request_tbt = sc_i[RULE_INT + SLO_PER_REQUEST_TBT]
+    margin = sc_f[RULE_FLOAT + SLO_MARGIN_S]
+    ttft_s = sc_f[RULE_FLOAT + SLO_TTFT_S]
+    max_wait = sc_f[RULE_FLOAT + SLO_MAX_WAIT_S]
+    horizon = sc_f[RULE_FLOAT + SLO_HORIZON_S]
+    tbt_s = sc_f[RULE_FLOAT + SLO_TBT_S]
     now = sc_f[NOW]
     max_tokens = sc_i[MAX_TOKENS]
     q = sc_i[NUM_QUEUES]
@@ -222,7 +232,7 @@ def slo_aware(g, lists, req_i, req_f, gpu_i, sc_i, sc_f, plan, scratch):
                 fresh = req_i[GENERATED, w] == 0
                 if order_kind == ORDER_TRIAGE:
                     if fresh and alone > ttft_s + EPS_S:
-                        fkey[i] += NOT_URGENT
+                        fkey[i] += LATE
                 else:
                     objective = req_f[TTFT_OBJECTIVE, w]
                     doomed = fresh and alone > objective + EPS_S
@@ -251,7 +261,6 @@ def _assemble(g, dec, crit, rest, num, left, budget, headroom, req_i, req_f, gpu
     num = kv_fit_prefill(num, room, True, req_i, sc_i, scratch)
     for i in range(num):
         left -= scratch[PTOKS, i]
-    chosen = np.zeros(dec.size, np.bool_)  # by position in ``dec``
     count = nc
     if rest.size and left > 0:
         extra = min(left, rest.size)
@@ -266,8 +275,6 @@ def _assemble(g, dec, crit, rest, num, left, budget, headroom, req_i, req_f, gpu
                     break
                 fit += 1
             extra = fit
-        for i in range(nc):
-            scratch[DIDS, i] = crit[i]
         for i in range(extra):
             scratch[DIDS, nc + i] = rest[i]
         count = nc + extra
@@ -289,9 +296,6 @@ def _assemble(g, dec, crit, rest, num, left, budget, headroom, req_i, req_f, gpu
         c = 0
         for i in range(dec.size):
             if dec[i] in members:
-                chosen[i] = True
-        for i in range(dec.size):
-            if chosen[i]:
                 scratch[DIDS, c] = dec[i]
                 c += 1
     return BATCH, num, count

@@ -22,6 +22,9 @@ if TYPE_CHECKING:
 
 __all__ = ["ENGINES", "fast_path_gap"]
 
+#: Limits at or above this do not fit the compiled engine's int64 tables.
+INT64_LIMIT = 2**62
+
 #: ``simulate``'s engine choices: the compiled one when it can run the case (``auto``),
 #: always the compiled one (an error when it cannot), always the Python reference engine.
 ENGINES = ("auto", "compiled", "reference")
@@ -29,6 +32,12 @@ ENGINES = ("auto", "compiled", "reference")
 
 def fast_path_gap(config: SimConfig, scheduler: Scheduler) -> str | None:
     """Why the compiled engine cannot run ``scheduler`` on ``config`` (None: it can)."""
+    if scheduler.sim_config != config:
+        return ("the scheduler was built for another config (it plans with that one's "
+                "service); the reference engine runs it as given")
+    gpus = config.gpus
+    if max(gpus.max_batch_tokens, gpus.kv_capacity_tokens or 0) >= INT64_LIMIT:
+        return "a limit beyond 64-bit integers (gpus.max_batch_tokens or kv_capacity_tokens)"
     if config.disaggregation is not None:
         return "disaggregation is not compiled yet"
     if config.gpus.prefix_caching:
