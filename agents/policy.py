@@ -318,7 +318,8 @@ def observer_and_kit(sim_config: SimConfig, spec: Mapping[str, Any]
         sim_config, **{k: options[k] for k in ("num_slots", "chunk_ladder") if k in options})
     kit = ComposeKit(sim_config, observer, hold_ladder(sim_config, options.get("hold_s")),
                      bool(options.get("guards", True)),
-                     float(options.get("budget_margin_ms", DEFAULT_BUDGET_MARGIN_MS)))
+                     float(options.get("budget_margin_ms", DEFAULT_BUDGET_MARGIN_MS)),
+                     bool(options.get("attention_aware", True)))
     return observer, kit
 
 

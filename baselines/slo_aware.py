@@ -366,13 +366,11 @@ class SloAwareScheduler(Scheduler):
         of the first waiting request's prefill (an over-estimate: b counts the decodes too)."""
         t = view.requests
         dec, waiting = view.decoding, view.waiting
-        extra = 0.0
+        context = 0.0
         if dec.size:
-            context = t.prompt_tokens[dec] + t.generated_tokens[dec]
-            extra = attention.decode_s_per_token * float(context.sum())
+            context = float((t.prompt_tokens[dec] + t.generated_tokens[dec]).sum())
         offset = float(t.prefilled_tokens[waiting[0]]) if waiting.size else 0.0
-        b = np.arange(T.size, dtype=np.float64)
-        return T + extra + attention.prefill_s_per_pair * (b * offset + b * (b + 1) / 2)
+        return attention.planned_s(T, context, offset)
 
     def deadline_budget(self, T: np.ndarray, slack_s: np.ndarray) -> int:
         """Token budget b of an iteration whose decodes have slack ``slack_s`` = last_token +

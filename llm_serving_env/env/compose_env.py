@@ -172,8 +172,12 @@ class LLMComposeEnv(LLMServingEnv):
 
     As v0 (``chunk_ladder`` only sets the token scale P = its largest entry) plus ``hold_s``
     (timed holds in seconds; default ``DEFAULT_HOLD_FRACTIONS`` of the TTFT objective),
-    ``guards`` and ``budget_margin_ms`` (the default budget's margin below the tightest decode
-    deadline, default 5 ms as ``slo_aware``'s ``safety_margin_ms``).
+    ``guards``, ``budget_margin_ms`` (the default budget's margin below the tightest decode
+    deadline, default 5 ms as ``slo_aware``'s ``safety_margin_ms``) and ``attention_aware``
+    (default True: when the service prices attention, ``service.attention``, the mean iteration
+    time of the default budget and the guards includes the decodes' KV reads and the chunk's
+    attention, planned as ``slo_aware`` plans them; without it a long-context batch filled to
+    the budget overruns the TBT objective).
     """
 
     def __init__(
@@ -185,6 +189,7 @@ class LLMComposeEnv(LLMServingEnv):
         hold_s: Sequence[float] | None = None,
         guards: bool = True,
         budget_margin_ms: float = DEFAULT_BUDGET_MARGIN_MS,
+        attention_aware: bool = True,
         **options: Any,
     ) -> None:
         super().__init__(config, num_slots=num_slots, chunk_ladder=chunk_ladder, **options)
@@ -196,8 +201,12 @@ class LLMComposeEnv(LLMServingEnv):
                 or not 0.0 <= budget_margin_ms < math.inf):
             raise ValueError(f"budget_margin_ms = {budget_margin_ms!r}: must be a number >= 0")
         self.budget_margin_ms = float(budget_margin_ms)
+        if not isinstance(attention_aware, bool):
+            raise ValueError(f"attention_aware = {attention_aware!r}: must be True or False")
+        self.attention_aware = attention_aware
         self.hold_s = holds = hold_ladder(cfg, hold_s)
-        kit = self.kit = ComposeKit(cfg, self.observer, holds, guards, self.budget_margin_ms)
+        kit = self.kit = ComposeKit(cfg, self.observer, holds, guards, self.budget_margin_ms,
+                                    attention_aware)
         self.layout = kit.layout
         self.action_space = spaces.Discrete(self.layout.size)
         self.num_global = kit.num_global

@@ -12,9 +12,10 @@ from typing import Any
 
 import numpy as np
 
-from llm_serving_env.config.sim_config import SimConfig
+from llm_serving_env.config.sim_config import SimConfig, attention_cost
 from llm_serving_env.env.compose import ComposeLayout, Composer
 from llm_serving_env.env.observation import Observer
+from llm_serving_env.hardware.attention import AttentionCost
 from llm_serving_env.hardware.service import ServiceModel
 from llm_serving_env.sim.scheduler import DecisionView
 
@@ -51,10 +52,15 @@ class ComposeKit:
         guards: the training guards (see the env docstring).
         budget_margin_ms: slack the default (deadline) budget keeps below the tightest decode
             deadline, ms.
+        attention_aware: when the service prices attention (``service.attention``), the
+            deadline budget and the guards plan each iteration with it, as ``slo_aware`` does
+            (:meth:`~llm_serving_env.hardware.attention.AttentionCost.planned_s`: the decodes'
+            KV reads and a chunk at the first waiting request's offset, from public state).
     """
 
     def __init__(self, config: SimConfig, observer: Observer, hold_s: np.ndarray,
-                 guards: bool, budget_margin_ms: float = DEFAULT_BUDGET_MARGIN_MS) -> None:
+                 guards: bool, budget_margin_ms: float = DEFAULT_BUDGET_MARGIN_MS,
+                 attention_aware: bool = True) -> None:
         self.observer = observer
         self.hold_s = hold_s
         self.guards = guards
@@ -75,11 +81,13 @@ class ComposeKit:
         rng = np.random.default_rng(0)  # only means are used; nothing is drawn
         self._prefill_model = ServiceModel.from_config(config.service_for("prefill"), rng)
         self._models: dict[str, tuple[Any, np.ndarray]] = {}
+        self._attention: dict[str, AttentionCost | None] = {}
         for role in ("mixed", "prefill", "decode"):
             model = ServiceModel.from_config(config.service_for(role), rng)
             table = np.maximum.accumulate(
                 np.asarray(model.mean_s(np.arange(k + 1)), dtype=np.float64))
             self._models[role] = (model.mean_s, table)
+            self._attention[role] = attention_cost(config, role) if attention_aware else None
         slo = config.slo
         self._slo_tbt_s = slo.tbt_ms / 1000.0 if slo is not None else _INF
         self._slo_ttft = slo.ttft_ms / 1000.0 if slo is not None else _INF
@@ -91,6 +99,13 @@ class ComposeKit:
     def composer(self, view: DecisionView, event_pending: bool) -> Composer:
         """The decision's composition state, starting from the default batch."""
         mean_s, table = self._models[view.role]
+        attention = self._attention[view.role]
+        if attention is not None:
+            t, dec, waiting = view.requests, view.decoding, view.waiting
+            context = float((t.prompt_tokens[dec] + t.generated_tokens[dec]).sum()) \
+                if dec.size else 0.0
+            offset = float(t.prefilled_tokens[waiting[0]]) if waiting.size else 0.0
+            table = attention.planned_s(table, context, offset)
         return Composer(view, self.layout, self.hold_s, self._prefill_model.mean_s, mean_s,
                         table, self._slo_tbt_s, self.guards, event_pending, self.margin_s)
 

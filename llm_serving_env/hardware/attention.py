@@ -83,3 +83,15 @@ class AttentionCost:
             pairs = chunk_tokens * (2 * chunk_offsets + chunk_tokens + 1)  # twice the pairs
             t += self.prefill_s_per_pair * 0.5 * float(pairs.sum())
         return t
+
+    def planned_s(self, base_s: np.ndarray, decode_context_tokens: float,
+                  chunk_offset: float) -> np.ndarray:
+        """A planner's iteration time at each load b = 0..K-1 (seconds, float64 ``(K,)``):
+        ``base_s[b]`` (the service's S(b)) plus every decode's KV read (their contexts sum to
+        ``decode_context_tokens``) plus the attention of a b-token chunk at ``chunk_offset``
+        tokens already prefilled. An over-estimate of :meth:`time_s` (b counts the decodes
+        too), nondecreasing in b when ``base_s`` is. Built from public state only: prompts,
+        tokens generated and tokens prefilled."""
+        extra = self.decode_s_per_token * decode_context_tokens if decode_context_tokens else 0.0
+        b = np.arange(base_s.size, dtype=np.float64)
+        return base_s + extra + self.prefill_s_per_pair * (b * chunk_offset + b * (b + 1) / 2)
