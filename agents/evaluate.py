@@ -20,7 +20,8 @@ mean goodput (throughput without an SLO); every other policy is compared with it
 :func:`~llm_serving_env.analysis.stats.paired_difference`), ``goodput_ratio`` (t-interval of the
 per-seed ratio) and ``slo_attainment_diff``.
 
-The returned / written table has one row per policy: ``policy, kind, n``, then
+The returned / written table has one row per policy: ``policy, kind, n`` (seeds),
+``num_requests, warmup_requests`` (each run's arrivals and unmeasured warm-up), then
 ``<metric>_mean`` and ``<metric>_ci95`` for each metric of :data:`METRICS` (and, with
 ``slo.classes``, each class's ``slo_attainment_NAME`` and ``goodput_rps_NAME``), then the
 comparison columns (``best_baseline``, ``goodput_diff_mean``, ``goodput_diff_ci95``,
@@ -250,6 +251,9 @@ def evaluate(
         except Interrupted as exc:
             raise exc.with_partial(runs) from None
     ev = tabulate(runs, specs, seeds, level, has_slo=config.slo is not None, bounds=bounds)
+    # the run length beside each row, so that a saved table says what it averaged over
+    ev.table.insert(3, "num_requests", int(config.num_requests))
+    ev.table.insert(4, "warmup_requests", int(config.warmup_requests))
     return dataclasses.replace(ev, bound_note=note)
 
 

@@ -70,16 +70,17 @@ def wide(paths: list[Path]) -> str:
 
 def compose() -> str:
     """One row per scenario of the compose zoo (``study.learned.compose_zoo``)."""
-    frame = compose_zoo(ROOT / "agents" / "zoo")
+    frame = compose_zoo(ROOT / "agents" / "zoo", ROOT / "configs" / "benchmarks")
     rules = [*SCHEDULER_ORDER, "slo_classes"]
-    head = ["scenario", *rules, "learned (clone of the best rule)", "bound",
+    head = ["scenario", "held-out runs", *rules, "learned (clone of the best rule)", "bound",
             "best rule leaves to the bound", "learned / best rule, goodput",
             "learned: share of the gap", "decisions unlike every rule"]
     lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
     for _, r in frame.iterrows():
         cells = [f"{r[c]:.3f}" if pd.notna(r[c]) else "-" for c in rules]
         lines.append(
-            f"| {r['scenario']} | " + " | ".join(cells)
+            f"| {r['scenario']} | {r['seeds']} x {r['num_requests']:,.0f} | "
+            + " | ".join(cells)
             + f" | {r['learned']:.3f} | {r['bound']:.3f} | {r['best_rule_leaves']:.1%} | "
             f"{cell(r['goodput_ratio'], r['goodput_ratio_ci95'])} | "
             f"{cell(r['gap_closed'], r['gap_closed_ci95'], 2)} | "

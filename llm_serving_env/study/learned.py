@@ -78,9 +78,27 @@ def learned_scenarios(paths: list[Path]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def compose_zoo(zoo_dir: str | os.PathLike[str]) -> pd.DataFrame:
+def _run_length(by: pd.DataFrame, configs_dir: str | os.PathLike[str] | None,
+                scenario: str) -> float:
+    """Arrivals per held-out run of an evaluation table: its ``num_requests`` column; for a
+    table written before evaluate recorded it (which ran the whole scenario), the scenario
+    config's ``num_requests`` in ``configs_dir``; else NaN."""
+    if "num_requests" in by:
+        return float(by["num_requests"].iloc[0])
+    path = Path(configs_dir) / f"{scenario}.yaml" if configs_dir is not None else None
+    if path is None or not path.is_file():
+        return float("nan")
+    from llm_serving_env.config.files import load_config
+
+    return float(load_config(path).num_requests)
+
+
+def compose_zoo(zoo_dir: str | os.PathLike[str],
+                configs_dir: str | os.PathLike[str] | None = None) -> pd.DataFrame:
     """One row per scenario with a compose model (``compose_SCENARIO.zip``, evaluated on its
-    own scenario by ``scripts/compose_zoo.py``): every rule's and the model's mean SLO
+    own scenario by ``scripts/compose_zoo.py``): the held-out seeds and arrivals per run
+    (:func:`_run_length`; ``configs_dir`` holds the scenario configs), every rule's and the
+    model's mean SLO
     attainment, the bound, what the best rule leaves to it (bound / best - 1), the model's
     goodput ratio to the best rule and its share of the gap to the bound (paired, mean and
     95% half-width over the held-out seeds), and the share of its decisions at which its
@@ -98,7 +116,9 @@ def compose_zoo(zoo_dir: str | os.PathLike[str]) -> pd.DataFrame:
             continue
         me = by.loc[learned[0]]
         best = str(by["best_baseline"].iloc[0])
-        row: dict[str, object] = {"scenario": scenario, "best_rule": best}
+        row: dict[str, object] = {"scenario": scenario, "best_rule": best,
+                                  "seeds": int(by["n"].iloc[0])}
+        row["num_requests"] = _run_length(by, configs_dir, scenario)
         for name in (*SCHEDULER_ORDER, "slo_classes"):
             row[name] = float(by.loc[name, "slo_attainment_mean"]) if name in by.index else None
         row["learned"] = float(me["slo_attainment_mean"])
