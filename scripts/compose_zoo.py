@@ -16,6 +16,7 @@ For each scenario of :data:`SCENARIOS` (or those named on the command line):
    ``agents/zoo/compose_SCENARIO.agreement.json``.
 
     .venv/bin/python scripts/compose_zoo.py [SCENARIO ...] [--timesteps N] [--skip-train]
+        [--zoo DIR] [--seeds K] [--episode-requests N] [--bc-episodes N] [--eval-requests N]
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -65,21 +66,27 @@ SCENARIOS = {"bursty_chat": Scenario(), "bursty_interactive": Scenario(),
 AGREEMENT_SEEDS = 2
 
 
-def run(scenario: str, timesteps: int, skip_train: bool) -> None:
+def _shown(path: Path) -> str:
+    """``path`` relative to the repository when inside it (sidecars and CSVs stay portable)."""
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
+def run(scenario: str, plan: Scenario, timesteps: int = 0, skip_train: bool = False,
+        zoo: Path = ZOO, seeds: int = 10, agreement_seeds: int = AGREEMENT_SEEDS) -> dict:
+    """Train (unless ``skip_train``), evaluate and audit ``scenario``'s compose model in
+    ``zoo`` as ``plan`` says; returns the agreement report written beside it."""
     config = f"configs/benchmarks/{scenario}.yaml"
-    model = ZOO / f"compose_{scenario}.zip"
-    plan = SCENARIOS[scenario]
+    model = zoo / f"compose_{scenario}.zip"
     expert = plan.expert
     if not skip_train:
         code = cli(["train", "--config", config, "--algo", "maskable_ppo", "--action-space",
                     "compose", "--bc-expert", expert, "--bc-episodes", str(plan.bc_episodes),
                     "--bc-epochs", "10", "--dagger-rounds", "1", "--timesteps", str(timesteps),
                     "--gamma-per-s", "0.9", "--seed", "0", "--episode-requests",
-                    str(plan.episode_requests), "--no-progress", "--out",
-                    str(model.relative_to(ROOT))])
+                    str(plan.episode_requests), "--no-progress", "--out", _shown(model)])
         if code:
             raise SystemExit(code)
-    cfg = load_config(config)
+    cfg = load_config(ROOT / config)
     length: list[str] = []
     if plan.eval_requests is not None:
         length = ["--set", f"num_requests={plan.eval_requests}",
@@ -87,38 +94,49 @@ def run(scenario: str, timesteps: int, skip_train: bool) -> None:
         cfg = cfg.replace({"num_requests": plan.eval_requests,
                            "warmup_requests": plan.eval_requests // 10})
     code = cli(["evaluate", "--config", config, *length, "--policies",
-                f"all,ppo:{model.relative_to(ROOT)}", "--seeds", "10", "--no-progress",
-                "--out", str((ZOO / f"compose_{scenario}.eval_{scenario}.csv")
-                             .relative_to(ROOT))])
+                f"all,ppo:{_shown(model)}", "--seeds", str(seeds), "--no-progress",
+                "--out", _shown(zoo / f"compose_{scenario}.eval_{scenario}.csv")])
     if code:
         raise SystemExit(code)
     t0 = time.perf_counter()
     runs = [state_dependence(cfg, f"ppo:{model}", seed=EVAL_FIRST_SEED + k)
-            for k in range(AGREEMENT_SEEDS)]
+            for k in range(agreement_seeds)]
     report = {
         "model": model.name, "scenario": scenario, "expert": expert,
-        "seeds": [EVAL_FIRST_SEED + k for k in range(AGREEMENT_SEEDS)],
+        "seeds": [EVAL_FIRST_SEED + k for k in range(agreement_seeds)],
         "decisions": [r["decisions"] for r in runs],
         "differs_from_all": float(np.mean([r["differs_from_all"] for r in runs])),
         "agrees_with": {name: float(np.mean([r["agrees_with"][name] for r in runs]))
                         for name in runs[0]["agrees_with"]},
         "wall_time_s": round(time.perf_counter() - t0, 1)}
-    (ZOO / f"compose_{scenario}.agreement.json").write_text(json.dumps(report, indent=2) + "\n")
+    (zoo / f"compose_{scenario}.agreement.json").write_text(json.dumps(report, indent=2) + "\n")
     print(f"{scenario}: differs from every rule at {report['differs_from_all']:.1%} of "
           f"{sum(report['decisions'])} decisions; agrees with {expert} at "
           f"{report['agrees_with'][expert]:.1%}")
+    return report
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("scenarios", nargs="*", default=list(SCENARIOS))
     parser.add_argument("--timesteps", type=int, default=0)
     parser.add_argument("--skip-train", action="store_true")
-    args = parser.parse_args()
+    parser.add_argument("--zoo", type=Path, default=ZOO, help="where the models go")
+    parser.add_argument("--seeds", type=int, default=10, help="held-out evaluation seeds")
+    parser.add_argument("--agreement-seeds", type=int, default=AGREEMENT_SEEDS)
+    for name in ("episode_requests", "bc_episodes", "eval_requests"):
+        parser.add_argument("--" + name.replace("_", "-"), type=int,
+                            help=f"override each scenario's {name}")
+    args = parser.parse_args(argv)
+    unknown = sorted(set(args.scenarios) - set(SCENARIOS))
+    if unknown:
+        parser.error(f"unknown scenario {unknown[0]!r}: choose from {sorted(SCENARIOS)}")
+    overrides = {k: getattr(args, k) for k in ("episode_requests", "bc_episodes",
+                                               "eval_requests") if getattr(args, k) is not None}
+    args.zoo.mkdir(parents=True, exist_ok=True)
     for scenario in args.scenarios:
-        if scenario not in SCENARIOS:
-            raise SystemExit(f"unknown scenario {scenario!r}: choose from {sorted(SCENARIOS)}")
-        run(scenario, args.timesteps, args.skip_train)
+        run(scenario, replace(SCENARIOS[scenario], **overrides), args.timesteps,
+            args.skip_train, args.zoo.resolve(), args.seeds, args.agreement_seeds)
 
 
 if __name__ == "__main__":
