@@ -38,9 +38,9 @@ from llm_serving_env.config.files import load_config, parse_override
 from llm_serving_env.config.sim_config import SimConfig
 from llm_serving_env.schema.fields import ConfigError
 from llm_serving_env.sim.batch import SchedulingError
-from llm_serving_env.sim.fast import ENGINES, fast_path_gap
+from llm_serving_env.sim.fast import ENGINES
 from llm_serving_env.sim.result import SLO_KEYS, SUMMARY_KEYS
-from llm_serving_env.sim.simulate import simulate
+from llm_serving_env.sim.simulate import CompiledEngineUnavailable, choose_engine, simulate
 
 HEADLINE = ("throughput_rps", "ttft_mean_s", "ttft_p95_s", "tbt_mean_s", "tbt_p95_s",
             "e2e_mean_s", "e2e_p95_s", "gpu_utilization", "slo_attainment", "goodput_rps")
@@ -286,13 +286,14 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         if args.policy is None:
             raise
         raise CliError(f"--policy {args.policy}: {exc}") from None
-    gap = fast_path_gap(cfg, scheduler)
-    if args.engine == "compiled" and gap is not None:
-        raise CliError(f"--engine compiled: {gap}; use --engine auto or reference")
-    engine = "reference" if args.engine == "reference" or gap is not None else "compiled"
+    try:
+        engine = choose_engine(cfg, scheduler, args.engine)
+    except CompiledEngineUnavailable as exc:
+        raise CliError(f"--engine compiled: {exc.gap}; use --engine auto or reference"
+                       ) from None
     outs = _outputs(args, [("json", "--json", ())])
     t0 = time.perf_counter()
-    result = simulate(cfg, policy=args.policy, seed=args.seed, progress=_progress(args),
+    result = simulate(cfg, policy=scheduler, seed=args.seed, progress=_progress(args),
                       engine=engine)
     wall = time.perf_counter() - t0
     summary = result.summary()

@@ -26,7 +26,11 @@ from llm_serving_env.schema.fields import ConfigError
 from llm_serving_env.sim.batch import SchedulingError
 from llm_serving_env.sim.fast import fast_path_gap
 from llm_serving_env.sim.scheduler import make_scheduler
-from llm_serving_env.sim.simulate import ThrashingWarning
+from llm_serving_env.sim.simulate import (
+    CompiledEngineUnavailable,
+    ThrashingWarning,
+    choose_engine,
+)
 
 CONFIGS = Path(__file__).resolve().parents[1] / "llm_serving_env" / "resources" / "configs"
 SHIPPED = sorted(CONFIGS.rglob("*.yaml"))
@@ -234,6 +238,13 @@ def test_engine_choice_is_validated_and_explained():
         simulate(split, engine="compiled")
     # auto falls back to the reference engine for what is not compiled
     assert simulate(split).summary()["num_completed"] == 20
+    hybrid = make_scheduler(config)
+    assert [choose_engine(config, hybrid, e) for e in ("auto", "compiled", "reference")] == [
+        "compiled", "compiled", "reference"]
+    assert choose_engine(caching, make_scheduler(caching)) == "reference"
+    with pytest.raises(CompiledEngineUnavailable) as err:
+        choose_engine(caching, make_scheduler(caching), "compiled")
+    assert err.value.gap.startswith("gpus.prefix_caching is not compiled")
 
 
 def test_a_subclass_of_a_builtin_scheduler_is_not_compiled():

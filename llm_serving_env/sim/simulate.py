@@ -70,6 +70,36 @@ def warn_if_thrashing(result: RunResult, stacklevel: int = 3) -> None:
             stacklevel=stacklevel)
 
 
+class CompiledEngineUnavailable(ConfigError):
+    """``engine="compiled"`` was asked for a run the compiled engine does not cover; ``gap``
+    names what is missing (for example ``gpus.prefix_caching is not compiled ...``)."""
+
+    def __init__(self, gap: str) -> None:
+        super().__init__(f"engine = 'compiled': {gap}; use engine='auto' or 'reference'")
+        self.gap = gap
+
+
+def choose_engine(config: SimConfig, scheduler: Scheduler, engine: str = "auto") -> str:
+    """The engine a run of ``scheduler`` on ``config`` takes: ``"compiled"`` or
+    ``"reference"`` (see :func:`simulate`'s ``engine``).
+
+    Raises:
+        ConfigError: ``engine`` is not one of ``ENGINES``.
+        CompiledEngineUnavailable: ``engine == "compiled"`` and the compiled engine does not
+            cover the run.
+    """
+    if engine not in ENGINES:
+        raise ConfigError(f"engine = {engine!r}: must be one of {', '.join(ENGINES)}")
+    if engine == "reference":
+        return "reference"
+    gap = fast_path_gap(config, scheduler)
+    if gap is None:
+        return "compiled"
+    if engine == "compiled":
+        raise CompiledEngineUnavailable(gap)
+    return "reference"
+
+
 def simulate(
     config: SimConfig | str | os.PathLike | Mapping[str, Any],
     policy: str | Scheduler | None = None,
@@ -100,16 +130,14 @@ def simulate(
     Warns:
         ThrashingWarning: more preemptions than requests (too little KV memory for the load).
     """
-    if engine not in ENGINES:
+    if engine not in ENGINES:  # before the config is read: the cheaper error first
         raise ConfigError(f"engine = {engine!r}: must be one of {', '.join(ENGINES)}")
     cfg = as_config(config)
     scheduler = policy if isinstance(policy, Scheduler) else make_scheduler(cfg, policy)
-    gap = None if engine == "reference" else fast_path_gap(cfg, scheduler)
-    if engine == "compiled" and gap is not None:
-        raise ConfigError(f"engine = 'compiled': {gap}; use engine='auto' or 'reference'")
+    chosen = choose_engine(cfg, scheduler, engine)
     sim = Simulator(cfg, seed=seed, workload=workload)
     sim.reset()
-    if engine != "reference" and gap is None:
+    if chosen == "compiled":
         from llm_serving_env.sim.fast.runner import run_compiled
 
         result = run_compiled(sim, scheduler, progress=progress)
