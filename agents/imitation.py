@@ -39,13 +39,14 @@ from llm_serving_env.config.sim_config import SimConfig
 from llm_serving_env.env.baseline_agent import BaselineAgent
 from llm_serving_env.env.native_encoder import CommandEncoder, NotExpressible
 from llm_serving_env.sim.batch import Batch, Wait
+from llm_serving_env.sim.engine import Simulator
 from llm_serving_env.sim.scheduler import (
     DecisionView,
     Scheduler,
     WorkloadLimits,
     make_scheduler,
 )
-from llm_serving_env.sim.simulate import simulate
+from llm_serving_env.sim.simulate import run_policy
 
 __all__ = ["Demonstrations", "clone", "collect_demonstrations", "collect_on_learner", "merge"]
 
@@ -106,6 +107,8 @@ def collect_demonstrations(config: SimConfig, spec: Mapping[str, Any],
         bar = tqdm(total=len(seeds), desc=f"demonstrations of {name}", unit="episode")
     for k, seed in enumerate(seeds):
         obs, _ = env.reset(seed=int(seed))
+        if hasattr(expert, "attach"):  # a privileged teacher plans on the env's simulator
+            expert.attach(base.sim)
         ep_obs: list[np.ndarray] = []
         ep_masks: list[np.ndarray] = []
         ep_actions: list[int] = []  # -1: a step of a decision the guards kept from labelling
@@ -309,7 +312,11 @@ def collect_on_learner(model: Any, config: SimConfig, spec: Mapping[str, Any],
     attainment: list[float] = []
     for k, s in enumerate(seeds):
         before = len(dagger.actions)
-        result = simulate(config, dagger, seed=int(s))
+        sim = Simulator(config, seed=int(s))  # what simulate() runs (a Python policy)
+        sim.reset()
+        if hasattr(rule, "attach"):  # a privileged teacher plans on the learner's simulator
+            rule.attach(sim)
+        result = run_policy(sim, dagger)
         episode.append(np.full(len(dagger.actions) - before, k, dtype=np.int64))
         attainment.append(float(result.summary().get("slo_attainment", np.nan)))
     n = len(dagger.actions)

@@ -255,6 +255,10 @@ def train(
     t0 = time.perf_counter()
     if bc_expert is not None:
         from agents.imitation import clone, collect_demonstrations, collect_on_learner, merge
+        from agents.lookahead import lookahead_expert
+
+        if isinstance(bc_expert, str):  # lookahead:RULE: the clairvoyant teacher around RULE
+            bc_expert = lookahead_expert(bc_expert, ep_cfg) or bc_expert
 
         per_round = max(2, bc_episodes // 4)
         seeds = np.random.default_rng(seed).choice(  # training seeds: evaluation's stay held out
@@ -277,6 +281,10 @@ def train(
                            "skipped_decisions": extra.unlabelled_decisions,
                            "accuracy": fit["accuracy"]})
         cloning["dagger_rounds"] = rounds
+        if hasattr(bc_expert, "considered"):  # the lookahead teacher: how often it deviated
+            cloning["teacher"] = {"name": bc_expert.label, "horizon_s": bc_expert.horizon_s,
+                                  "decisions_compared": bc_expert.considered,
+                                  "decisions_changed": bc_expert.changed}
         cloning["seeds"] = seeds
         cloning["wall_time_s"] = round(time.perf_counter() - t0, 1)
     curve_file = curve_path(out)

@@ -532,9 +532,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         if args.action_space != "compose" or args.algo != "maskable_ppo":
             raise CliError(f"--bc-expert {args.bc_expert}: behaviour cloning needs "
                            f"--action-space compose and --algo maskable_ppo")
-        if ":" in args.bc_expert or args.bc_expert == "all":
-            raise CliError(f"--bc-expert {args.bc_expert}: name one registered scheduler")
-        _policies(cfg, args.bc_expert, "--bc-expert")
+        rule = args.bc_expert.removeprefix("lookahead:")  # the clairvoyant teacher of RULE
+        if ":" in rule or rule == "all":
+            raise CliError(f"--bc-expert {args.bc_expert}: name one registered scheduler "
+                           "(or lookahead:RULE)")
+        _policies(cfg, rule, "--bc-expert")
     args.mkdir = True  # documented in --out: a model zoo folder is created
     _outputs(args, [("out", "--out", ("zip",))])
     from agents.train import command_line, curve_path, sidecar_path, train
