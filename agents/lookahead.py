@@ -30,9 +30,11 @@ from llm_serving_env.config.sim_config import SimConfig
 from llm_serving_env.schema.fields import ConfigError
 from llm_serving_env.sim.batch import Batch, Wait
 from llm_serving_env.sim.engine import Simulator
+from llm_serving_env.sim.result import RunResult
 from llm_serving_env.sim.scheduler import DecisionView, Scheduler, WorkloadLimits, make_scheduler
+from llm_serving_env.sim.simulate import run_policy
 
-__all__ = ["DEFAULT_VARIANTS", "LOOKAHEAD_PREFIX", "LookaheadExpert"]
+__all__ = ["DEFAULT_VARIANTS", "LOOKAHEAD_PREFIX", "LookaheadExpert", "run_lookahead"]
 
 #: ``--bc-expert lookahead:RULE`` names this teacher around RULE.
 LOOKAHEAD_PREFIX = "lookahead:"
@@ -83,8 +85,7 @@ class LookaheadExpert(Scheduler):
         for name, params in variants:
             cfg = sim_config.replace({"scheduler": {"name": name or base, **dict(params)}})
             self.candidates.append(make_scheduler(cfg))
-        tightest = min(c.ttft_ms for c in sim_config.slo.classes) if sim_config.slo.classes \
-            else sim_config.slo.ttft_ms
+        tightest = sim_config.slo.ttft_ms  # the tightest class's with slo.classes
         self.horizon_s = (DEFAULT_HORIZON_TTFTS * tightest / 1000.0 if horizon_s is None
                           else float(horizon_s))
         if not self.horizon_s > 0.0:
@@ -145,6 +146,17 @@ class LookaheadExpert(Scheduler):
         met = open_ & (first <= deadline)
         missed = open_ & ~met & (deadline <= end)
         return int(np.count_nonzero(met)) - int(np.count_nonzero(missed))
+
+
+def run_lookahead(config: SimConfig, seed: int, base: str = "slo_triage",
+                  horizon_s: float | None = None) -> tuple[RunResult, LookaheadExpert]:
+    """One run of the teacher on ``config`` with ``seed`` (the requests ``simulate(config,
+    policy, seed)`` serves): its RunResult and the teacher (``considered``, ``changed``)."""
+    teacher = LookaheadExpert(config, base=base, horizon_s=horizon_s)
+    sim = Simulator(config, seed=seed)
+    sim.reset()
+    teacher.attach(sim)
+    return run_policy(sim, teacher), teacher
 
 
 def lookahead_expert(spec: str, sim_config: SimConfig) -> LookaheadExpert | None:
