@@ -24,6 +24,7 @@ import numpy as np
 from llm_serving_env.config.sim_config import SimConfig
 from llm_serving_env.schema.fields import ConfigError
 from llm_serving_env.sim.batch import Batch, Wait
+from llm_serving_env.sim.engine import config_limits
 from llm_serving_env.sim.scheduler import (
     DecisionView,
     Scheduler,
@@ -94,10 +95,13 @@ def state_dependence(config: SimConfig, policy: str, seed: int,
     """
     names = list(rules) if rules is not None else canonical_schedulers()
     watching: dict[str, Scheduler] = {}
+    limits = config_limits(config)
     for name in names:
         try:
             watching[name] = make_scheduler(config, name)
+            watching[name].check_feasible(limits)
         except ConfigError:  # a rule that cannot run on this config is skipped
+            watching.pop(name, None)
             if rules is not None:
                 raise
     witness = _Witness(make_scheduler(config, policy), watching, config)

@@ -194,6 +194,22 @@ def test_compare_all_on_shipped_configs_skips_what_cannot_run(config, tmp_path, 
     assert "blank (the config has no SLO)" in captured.out
 
 
+def test_all_skips_whole_prompt_schedulers_the_longest_prompt_rules_out(capsys):
+    """long_context's prompts reach 65,536 tokens, beyond gpus.max_batch_tokens (2,048): the
+    schedulers that prefill whole prompts are skipped before any run (they used to fail mid
+    evaluation), the chunking ones run."""
+    from llm_serving_env.analysis.comparison import runnable_policies
+    from llm_serving_env.sim.scheduler import canonical_schedulers
+
+    cfg = load_config(ROOT / "configs" / "benchmarks" / "long_context.yaml")
+    assert cfg.workload.prompt_tokens.max_value() > cfg.gpus.max_batch_tokens
+    ok, skipped = runnable_policies(cfg, canonical_schedulers())
+    whole = {"request_level", "fixed_batch", "dynamic_batch", "orca", "prefill_first"}
+    assert {name for name, _ in skipped} == whole
+    assert all("prefills whole prompts" in reason for _, reason in skipped)
+    assert {"hybrid", "slo_aware", "slo_triage", "slo_classes"} <= set(ok)
+
+
 def test_a_named_policy_the_config_cannot_run_is_an_error(capsys, no_runs):
     assert main(["compare", "--config", "mm1", *SMALL, "--policies", "request_level,hybrid",
                  "--seeds", "2"]) == 2

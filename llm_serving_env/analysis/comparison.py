@@ -16,6 +16,7 @@ from llm_serving_env.analysis.replications import Interrupted, run_jobs
 from llm_serving_env.analysis.stats import summarize_replications
 from llm_serving_env.config.sim_config import SimConfig
 from llm_serving_env.schema.fields import ConfigError
+from llm_serving_env.sim.engine import config_limits
 from llm_serving_env.sim.scheduler import make_scheduler
 from llm_serving_env.sim.simulate import simulate
 
@@ -30,11 +31,13 @@ def runnable_policies(
 ) -> tuple[list[str], list[tuple[str, str]]]:
     """Split ``policies`` into those that can run on ``config`` and ``(name, reason)`` for
     those whose scheduler refuses it (e.g. ``slo_aware`` without an SLO, a token budget above
-    ``gpus.max_batch_tokens``): the reason is the scheduler's ConfigError message."""
+    ``gpus.max_batch_tokens``, whole-prompt prefills longer than the workload's longest prompt
+    allows): the reason is the scheduler's ConfigError message."""
     ok, skipped = [], []
+    limits = config_limits(config)
     for name in policies:
         try:
-            make_scheduler(config, name)
+            make_scheduler(config, name).check_feasible(limits)
         except ConfigError as exc:
             skipped.append((name, str(exc)))
         else:

@@ -155,6 +155,13 @@ class _BatchLog:
         return {name: col[: self.size].copy() for name, col in self.cols.items()}
 
 
+def config_limits(config: SimConfig) -> WorkloadLimits:
+    """The longest prompt and output ``config``'s workload allows: its length distributions'
+    maxima (what an operator configures as ``max_model_len`` and ``max_tokens``)."""
+    w = config.workload
+    return WorkloadLimits(int(w.prompt_tokens.max_value()), int(w.output_tokens.max_value()))
+
+
 class Simulator:
     """One serving system (``config``) driven decision by decision.
 
@@ -437,9 +444,7 @@ class Simulator:
         ``max_tokens``), or, for a workload given explicitly, its own maxima (the caller
         states them by handing it over). Never the realised lengths of a generated run."""
         if self._given_workload is None:
-            w = self.config.workload
-            return WorkloadLimits(int(w.prompt_tokens.max_value()),
-                                  int(w.output_tokens.max_value()))
+            return config_limits(self.config)
         return WorkloadLimits(int(self.prompt.max(initial=0)), int(self.output.max(initial=0)))
 
     def _admit_arrivals(self, t: float) -> None:
