@@ -163,8 +163,7 @@ def random_episode(env: LLMComposeEnv, seed: int) -> tuple[lse.RunResult, list[i
         assert not info["repaired"] and not truncated
         if not info["decided"]:
             continue
-        if c.event_pending:  # (with nothing pending the pages stay open until a pick)
-            per_decision.append(micro)
+        per_decision.append(micro)
         micro = 0
         command, ran = started.pop()
         if action == lay.dispatch:
@@ -197,13 +196,43 @@ def test_random_masked_policy_runs_exactly_what_it_composes(config_name, guards)
     env = LLMComposeEnv(cfg, guards=guards, num_slots=4)
     result, per_decision = random_episode(env, seed=3)
     assert int(result.requests["finish_s"].notna().sum()) == 60
-    # each decision ends: at most every pick, page move, toggle and one-shot move once
+    # each decision ends: at most every pick, page move, toggle and one-shot move once, and
+    # one more tour of the pages on an idle GPU with nothing else to come
     lay = env.layout
     w_max, d_max = 60, cfg.gpus.max_batch_requests
     n = lay.num_slots
-    bound = (w_max + (w_max + 1) * (w_max // n + 2) + d_max + (d_max + 1) * (d_max // n + 2)
-             + 2 + 2 * lay.budget_bits + 1)
+    bound = (w_max + (w_max + 1) * (w_max // n + 2) + (w_max // n + 1) + d_max
+             + (d_max + 1) * (d_max // n + 2) + 2 + 2 * lay.budget_bits + 1)
     assert max(per_decision) <= bound
+
+
+def test_a_policy_that_pages_whenever_it_can_still_ends_every_decision():
+    """An agent that prefers NEXT_PAGE, then FIRST_PAGE, then DISPATCH, and picks only when
+    nothing else is allowed: while events are pending it idles the GPU after a tour; at the
+    end of the run (nothing to come, GPU idle, requests waiting) it must pick once it reaches
+    a page where a pick is possible (the pages used to stay open for ever there)."""
+    cfg = ENV_CONFIGS["single"].replace({"num_requests": 60})
+    env = LLMComposeEnv(cfg, num_slots=2, max_steps=200_000)
+    lay = env.layout
+    env.reset(seed=3)
+    micro = longest = 0
+    while True:
+        mask = env.action_masks()
+        for preferred in (lay.next_page, lay.first_page, lay.dispatch):
+            if mask[preferred]:
+                action = preferred
+                break
+        else:
+            action = int(np.flatnonzero(mask)[0])
+        _, _, terminated, truncated, info = env.step(action)
+        assert not truncated
+        micro += 1
+        if info["decided"]:
+            longest, micro = max(longest, micro), 0
+        if terminated:
+            break
+    assert int(env.result().requests["finish_s"].notna().sum()) == 60
+    assert longest <= 2 * (60 // 2 + 1) + 2 * lay.budget_bits + 2
 
 
 def test_unguarded_random_policy_can_fill_kv_memory_and_is_told_so():

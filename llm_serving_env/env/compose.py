@@ -174,6 +174,7 @@ class Composer:
         self.unpicked = np.arange(view.waiting.size)  # positions into view.waiting
         self.page = 0
         self.page_moves = self._pages(self.unpicked.size)  # left until the next pick
+        self.forward_only = False  # (see mask(): an idle GPU with nothing else to come)
         self.picks: list[int] = []  # positions into view.waiting, in pick order
         self.chunks: list[int] = []
         self.new_count = 0
@@ -282,12 +283,15 @@ class Composer:
         if pos.size:
             m[lay.pick: lay.pick + pos.size] = self._pick_ok(pos)
         if self.page_moves <= 0 and not self.picks and not self.event_pending \
-                and not self.in_batch.any() and self._pickable_without(self.in_batch):
-            # nothing else can happen until a pick: the pages stay open (a policy that never
-            # picks here loops until max_steps truncates the episode)
-            self.page_moves = self._pages(self.unpicked.size)
+                and not self.in_batch.any() and self._pickable_without(self.in_batch) \
+                and not m[lay.pick: lay.pick + pos.size].any():
+            # nothing else can happen until a pick, and none is possible on this page: one
+            # more NEXT_PAGE (only forward, so the pickable page comes round); on a page
+            # with a pickable request the agent has to pick, so the decision stays bounded
+            self.page_moves = 1
+            self.forward_only = True
         m[lay.next_page] = self.page_moves > 0 and self.unpicked.size > n
-        m[lay.first_page] = self.page_moves > 0 and self.page > 0
+        m[lay.first_page] = self.page_moves > 0 and self.page > 0 and not self.forward_only
         batch_empty = not self.picks and not self.in_batch.any()
         m[lay.dispatch] = not batch_empty or self.event_pending
         dpos = self.decode_page_positions()

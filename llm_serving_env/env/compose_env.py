@@ -114,8 +114,10 @@ class LLMComposeEnv(LLMServingEnv):
     growth exceeds the free blocks (its preemption rule, as under every scheduler). Each
     decision ends within a bounded number of micro-steps: every pick removes a candidate;
     every other move is once per decision, or once per page between two picks or toggles.
-    (The one exception: while the batch is empty and no event is pending, the pages stay
-    open until the agent picks, since nothing else can happen.) Holding decodes back so that
+    While the batch is empty and no event is pending (nothing else can happen until a pick),
+    a finished tour of the pages allows one more NEXT_PAGE at a time, and none on a page
+    where a pick is possible, so even an agent that would rather page must pick within one
+    more tour. Holding decodes back so that
     the batch would be empty is allowed only while an event is pending or a waiting request
     can still be picked, so an agent cannot talk itself into a deadlock by
     its decode edits.
