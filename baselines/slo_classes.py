@@ -111,14 +111,19 @@ class SloClassesScheduler(SloAwareScheduler):
             return None
         ints, floats = slo_rule_params(
             min_budget=self.min_budget, max_budget=self.max_budget, order=ORDER_URGENCY,
-            headroom_blocks=self.config.kv_headroom_blocks, attention_aware=False,
-            per_request_tbt=True, margin_s=self.margin_s, ttft_s=self.ttft_s,
-            max_wait_s=self.max_wait_s, horizon_s=self.horizon_s, tbt_s=self.tbt_s)
+            headroom_blocks=self.config.kv_headroom_blocks,
+            attention_aware=self.config.attention_aware, per_request_tbt=True,
+            margin_s=self.margin_s, ttft_s=self.ttft_s, max_wait_s=self.max_wait_s,
+            horizon_s=self.horizon_s, tbt_s=self.tbt_s)
         return CompiledRule("slo_aware", ints, floats, self.time_table("mixed"))
 
     def schedule(self, view: DecisionView) -> Batch | Wait:
         dec = view.decoding
-        T = self.time_table(getattr(view, "role", "mixed"))
+        role = getattr(view, "role", "mixed")
+        T = self.time_table(role)
+        attention = self.attention(role)
+        if attention is not None:  # as slo_aware: the decodes' KV reads, the chunk's attention
+            T = self.with_attention(view, T, attention)
         b, crit, rest = self.plan_decodes(view, T)
         left = b - int(crit.size)
         iteration_s = float(T[min(b, T.size - 1)])
