@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> None:
     frame = pd.DataFrame(rows)
     frame.to_csv(args.out, index=False)
     ratio = t_interval((frame["teacher_goodput_rps"] / frame["rule_goodput_rps"]).to_numpy())
-    print(f"teacher / {args.rule} goodput: {ratio[0]:.4f} ± {ratio[1]:.4f} (95%, "
+    print(f"teacher / {args.rule} goodput: {ratio.mean:.4f} ± {ratio.half_width:.4f} (95%, "
           f"{args.seeds} seeds); attainment {frame['rule_slo_attainment'].mean():.4f} -> "
           f"{frame['teacher_slo_attainment'].mean():.4f}; changed "
           f"{np.sum(frame['decisions_changed']) / np.sum(frame['decisions_compared']):.1%} of "

@@ -89,3 +89,27 @@ def test_train_accepts_a_lookahead_teacher_and_names_bad_ones(capsys):
     assert "no_such_rule" in capsys.readouterr().err
     assert main([*base, "--bc-expert", "lookahead:all"]) == 2
     assert "lookahead:RULE" in capsys.readouterr().err
+
+
+def test_headroom_script_pairs_the_teacher_with_its_rule(tmp_path, monkeypatch, capsys):
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    import pandas as pd
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("lookahead_headroom",
+                                                  root / "scripts" / "lookahead_headroom.py")
+    script = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = script
+    spec.loader.exec_module(script)
+    out = tmp_path / "h.csv"
+    script.main(["tight_ttft", "--seeds", "2", "--requests", "150", "--out", str(out)])
+    frame = pd.read_csv(out)
+    cfg = tight(150).replace({"warmup_requests": 15})
+    for row in frame.itertuples():
+        rule = lse.simulate(cfg, "slo_triage", seed=row.seed).summary()
+        assert row.rule_slo_attainment == rule["slo_attainment"]
+        assert 0 <= row.decisions_changed <= row.decisions_compared
+    assert "teacher / slo_triage goodput" in capsys.readouterr().out
