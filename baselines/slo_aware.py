@@ -358,20 +358,6 @@ class SloAwareScheduler(Scheduler):
                                      if self.config.attention_aware else None)
         return self._attention[role]
 
-    @staticmethod
-    def with_attention(view: DecisionView, T: np.ndarray, attention: AttentionCost
-                       ) -> np.ndarray:
-        """``T`` plus this iteration's attention time at each load b, in seconds: every
-        decode's KV read (context = prompt + generated), and a chunk of b tokens at the offset
-        of the first waiting request's prefill (an over-estimate: b counts the decodes too)."""
-        t = view.requests
-        dec, waiting = view.decoding, view.waiting
-        context = 0.0
-        if dec.size:
-            context = float((t.prompt_tokens[dec] + t.generated_tokens[dec]).sum())
-        offset = float(t.prefilled_tokens[waiting[0]]) if waiting.size else 0.0
-        return attention.planned_s(T, context, offset)
-
     def deadline_budget(self, T: np.ndarray, slack_s: np.ndarray) -> int:
         """Token budget b of an iteration whose decodes have slack ``slack_s`` = last_token +
         tau - now (seconds, one per decode), given the planned times ``T`` (:meth:`time_table`),
@@ -423,7 +409,7 @@ class SloAwareScheduler(Scheduler):
         T = self.time_table(role)
         attention = self.attention(role)
         if attention is not None:
-            T = self.with_attention(view, T, attention)
+            T = view.planned_with_attention(T, attention)
         b, crit, rest = self.plan_decodes(view, T)
         slots = view.free_slots
         left = b - int(crit.size)

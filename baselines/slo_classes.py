@@ -123,7 +123,7 @@ class SloClassesScheduler(SloAwareScheduler):
         T = self.time_table(role)
         attention = self.attention(role)
         if attention is not None:  # as slo_aware: the decodes' KV reads, the chunk's attention
-            T = self.with_attention(view, T, attention)
+            T = view.planned_with_attention(T, attention)
         b, crit, rest = self.plan_decodes(view, T)
         left = b - int(crit.size)
         iteration_s = float(T[min(b, T.size - 1)])

@@ -101,11 +101,7 @@ class ComposeKit:
         mean_s, table = self._models[view.role]
         attention = self._attention[view.role]
         if attention is not None:
-            t, dec, waiting = view.requests, view.decoding, view.waiting
-            context = float((t.prompt_tokens[dec] + t.generated_tokens[dec]).sum()) \
-                if dec.size else 0.0
-            offset = float(t.prefilled_tokens[waiting[0]]) if waiting.size else 0.0
-            table = attention.planned_s(table, context, offset)
+            table = view.planned_with_attention(table, attention)
         return Composer(view, self.layout, self.hold_s, self._prefill_model.mean_s, mean_s,
                         table, self._slo_tbt_s, self.guards, event_pending, self.margin_s)
 

@@ -23,6 +23,7 @@ from llm_serving_env.sim.batch import Batch, Wait
 
 if TYPE_CHECKING:
     from llm_serving_env.config.sim_config import SimConfig
+    from llm_serving_env.hardware.attention import AttentionCost
 
 
 _NO_IDS = np.zeros(0, np.int64)
@@ -166,6 +167,16 @@ class DecisionView:
     def remaining_prompt(self, ids: np.ndarray) -> np.ndarray:
         """Prefill tokens still to process for ``ids`` (int64, same shape)."""
         return self.requests.prefill_target_tokens[ids] - self.requests.prefilled_tokens[ids]
+
+    def planned_with_attention(self, base_s: np.ndarray, attention: AttentionCost) -> np.ndarray:
+        """A planner's iteration time at each load b (seconds, like ``base_s``): ``base_s``
+        plus this view's attention as :meth:`AttentionCost.planned_s` plans it (every decode's
+        KV read, a b-token chunk at the first waiting request's offset). Public state only."""
+        t, dec, waiting = self.requests, self.decoding, self.waiting
+        context = float((t.prompt_tokens[dec] + t.generated_tokens[dec]).sum()) if dec.size \
+            else 0.0
+        offset = float(t.prefilled_tokens[waiting[0]]) if waiting.size else 0.0
+        return attention.planned_s(base_s, context, offset)
 
     def kv_blocks_needed(self, ids: np.ndarray, tokens: np.ndarray | int) -> np.ndarray:
         """Extra KV blocks each of ``ids`` needs to add ``tokens`` tokens (int64, same shape).
